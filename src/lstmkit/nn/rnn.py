@@ -40,7 +40,9 @@ from lstmkit.nn.init import apply_gate_bias_init
 from lstmkit.nn.kernels import LayerSpec
 from lstmkit.nn.regularizers import Zoneout
 
-__all__ = ["LSTM", "GRU", "RNN", "RecurrentLayer"]
+__all__ = ["LSTM", "GRU", "RNN", "RecurrentLayer", "SequenceInput"]
+
+SequenceInput = Tensor | PackedSequence
 
 _NUM_GATES = {"GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
 
@@ -379,7 +381,7 @@ class GRU(RecurrentLayer):
                          bidirectional, 0, device, dtype, zoneout=zoneout)
         self.reset_parameters()
 
-    def forward(self, input: Tensor | PackedSequence, hx: Tensor | None = None) -> tuple[Tensor | PackedSequence, Tensor]:
+    def forward(self, input: SequenceInput, hx: Tensor | None = None) -> tuple[SequenceInput, Tensor]:
         output, (h,) = self._run(input, hx)
         return output, h
 
@@ -407,6 +409,6 @@ class RNN(RecurrentLayer):
         self.nonlinearity = nonlinearity
         self.reset_parameters()
 
-    def forward(self, input: Tensor | PackedSequence, hx: Tensor | None = None) -> tuple[Tensor | PackedSequence, Tensor]:
+    def forward(self, input: SequenceInput, hx: Tensor | None = None) -> tuple[SequenceInput, Tensor]:
         output, (h,) = self._run(input, hx)
         return output, h
