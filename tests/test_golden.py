@@ -94,7 +94,7 @@ def constant_weights(module: torch.nn.Module, gates: str, suffix: str = "") -> N
 
 @pytest.mark.parametrize("cell", list(lnn.VARIANTS))
 @pytest.mark.parametrize("steps", [1, 2])
-@pytest.mark.parametrize("backend", ["auto", "reference"])
+@pytest.mark.parametrize("backend", ["auto", "fused", "reference"])
 def test_layer_golden(cell, steps, backend):
     lstm = lnn.LSTM(2, H, cell=cell, dtype=torch.float64)
     constant_weights(lstm, lstm.variant.gates, "_l0")

@@ -30,7 +30,7 @@ def _check(module, *inputs):
 
 
 @pytest.mark.parametrize("cell", list(lnn.VARIANTS))
-@pytest.mark.parametrize("backend", ["auto", "reference"])
+@pytest.mark.parametrize("backend", ["auto", "fused", "reference"])
 def test_lstm_variants(cell, backend):
     lstm = lnn.LSTM(3, 4, num_layers=2, bidirectional=True, proj_size=2, cell=cell, dtype=F64)
     x = torch.randn(4, 2, 3, dtype=F64, requires_grad=True)
@@ -39,7 +39,8 @@ def test_lstm_variants(cell, backend):
 
 
 @pytest.mark.parametrize("cell", list(lnn.VARIANTS))
-def test_lstm_variants_packed_with_state(cell):
+@pytest.mark.parametrize("backend", ["fused", "reference"])
+def test_lstm_variants_packed_with_state(cell, backend):
     lstm = lnn.LSTM(3, 4, bidirectional=True, cell=cell, dtype=F64)
     x = torch.randn(4, 3, 3, dtype=F64, requires_grad=True)
     h0 = torch.randn(2, 3, 4, dtype=F64, requires_grad=True)
@@ -54,7 +55,8 @@ def test_lstm_variants_packed_with_state(cell):
             packed = pack_padded_sequence(x, torch.tensor([2, 4, 3]), enforce_sorted=False)
             return self.lstm(packed, (h0, c0))
 
-    _check(Packed(), x, h0, c0)
+    with kernels.use_backend(backend):
+        _check(Packed(), x, h0, c0)
 
 
 @pytest.mark.parametrize("cell", list(lnn.VARIANTS))
@@ -62,8 +64,8 @@ def test_cells(cell):
     _check(lnn.LSTMCell(3, 4, cell=cell, dtype=F64), torch.randn(2, 3, dtype=F64, requires_grad=True))
 
 
-@pytest.mark.parametrize("backend", ["auto", "reference"])
-@pytest.mark.parametrize("layer", ["gru", "rnn_tanh", "rnn_relu"])
+@pytest.mark.parametrize("layer,backend", [("gru", "fused"), *[(layer, b) for layer in ("gru", "rnn_tanh", "rnn_relu")
+                                                                for b in ("auto", "reference")]])
 def test_gru_and_rnn(layer, backend):
     if layer == "gru":
         module = lnn.GRU(3, 4, num_layers=2, bidirectional=True, dtype=F64)

@@ -61,10 +61,12 @@ def test_from_torch_keeps_structure():
 
 
 @pytest.mark.parametrize("cell", list(lnn.VARIANTS))
-def test_stepper_matches_layer(cell):
+@pytest.mark.parametrize("fast", [True, False])
+def test_stepper_matches_layer(cell, fast):
     lstm = lnn.LSTM(3, 8, num_layers=2, proj_size=4, cell=cell, dtype=torch.float64).eval()
     x = torch.randn(12, 2, 3, dtype=torch.float64)
-    stepper = lstm.stepper(batch_size=2)
+    stepper = lnn.Stepper(lstm, batch_size=2, fast=fast)
+    assert stepper.is_fast == fast
     outs = torch.stack([stepper.step(x_t) for x_t in x])
     expected, (h, c) = lstm(x)
     torch.testing.assert_close(outs, expected)

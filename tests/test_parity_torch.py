@@ -67,7 +67,7 @@ def _compare(ours, theirs):
         torch.testing.assert_close(grads_a[name], grads_b[name], **TOL, msg=lambda m, n=name: f"{n}: {m}")
 
 
-@pytest.mark.parametrize("backend", ["auto", "reference"])
+@pytest.mark.parametrize("backend", ["auto", "fused", "reference"])
 @pytest.mark.parametrize("bias,batch_first,bidirectional,num_layers,proj_size,kind", SWEEP)
 def test_lstm_matches_torch(backend, bias, batch_first, bidirectional, num_layers, proj_size, kind):
     reference = torch.nn.LSTM(4, 6, num_layers, bias, batch_first, 0.0, bidirectional, proj_size,
@@ -84,8 +84,8 @@ def test_lstm_matches_torch(backend, bias, batch_first, bidirectional, num_layer
     _compare(mine, theirs)
 
 
-@pytest.mark.parametrize("backend", ["auto", "reference"])
-@pytest.mark.parametrize("mode", ["GRU", "RNN_TANH", "RNN_RELU"])
+@pytest.mark.parametrize("mode,backend", [(m, b) for m in ["GRU", "RNN_TANH", "RNN_RELU"]
+                                          for b in ["auto", "reference"] + (["fused"] if m == "GRU" else [])])
 @pytest.mark.parametrize("bias,batch_first,bidirectional,num_layers,kind",
                          [(b, bf, bi, n, k) for b, bf, bi, n, _, k in SWEEP if _ == 0])
 def test_gru_and_rnn_match_torch(backend, mode, bias, batch_first, bidirectional, num_layers, kind):
@@ -106,7 +106,7 @@ def test_gru_and_rnn_match_torch(backend, mode, bias, batch_first, bidirectional
     _compare(mine, theirs)
 
 
-@pytest.mark.parametrize("backend", ["auto", "reference"])
+@pytest.mark.parametrize("backend", ["auto", "fused", "reference"])
 def test_unbatched_and_default_state_match_torch(backend):
     reference = torch.nn.LSTM(3, 5, 2, bidirectional=True, proj_size=2, dtype=torch.float64)
     ours = lnn.LSTM.from_torch(reference)
@@ -134,7 +134,7 @@ def test_state_dict_round_trips_both_ways():
 def test_standard_runs_torch_native_path():
     spec = lnn.LSTM(3, 5, 2, bidirectional=True, proj_size=2).spec
     assert kernels.select_backend(spec, None) == "native"
-    assert kernels.select_backend(lnn.LSTM(3, 5, cell="peephole").spec, None) == "reference"
+    assert kernels.select_backend(lnn.LSTM(3, 5, cell="peephole").spec, None) == "fused"
     assert kernels.select_backend(spec, lnn.Zoneout(h=0.1)) == "reference"
 
 

@@ -4,11 +4,15 @@ Backends, tried in this order by ``"auto"``:
 
 * ``"native"``: torch's own fused ``_VF.lstm``/``_VF.gru``/``_VF.rnn_*`` - only for the math
   torch implements (the ``"standard"`` LSTM, GRU, Elman RNN) and no per-step state transition;
+* ``"fused"``: lstmkit's C++ kernels (:mod:`lstmkit.nn.kernels.fused`, built on first use) for
+  every LSTM variant and the GRU, float32/float64 on the CPU, without zoneout;
 * ``"reference"``: the plain-PyTorch loop of :mod:`lstmkit.nn.kernels.reference`, which computes
   every variant and is what every faster path is tested against.
 
 The dispatcher falls back to the reference, never to something else. ``set_backend`` and the
-``use_backend`` context manager force a backend, for tests and benchmarks.
+``use_backend`` context manager force a backend, for tests and benchmarks; a forced backend that
+cannot compute a layer is an error, except that a forced ``"fused"`` on a machine where the
+kernels could not be built runs the reference (after the build warning).
 """
 
 from __future__ import annotations
@@ -22,14 +26,14 @@ from torch import Tensor
 
 from lstmkit.errors import ConfigError
 from lstmkit.nn.cells import RecurrentWeights
-from lstmkit.nn.kernels import reference
+from lstmkit.nn.kernels import fused, reference
 from lstmkit.nn.kernels.reference import State, Transition
 from lstmkit.nn.kernels.spec import LayerSpec
 
 __all__ = ["BACKENDS", "LayerSpec", "get_backend", "set_backend", "use_backend", "select_backend",
            "sequence_forward"]
 
-BACKENDS = ("auto", "native", "reference")
+BACKENDS = ("auto", "native", "fused", "reference")
 _backend = "auto"
 
 
@@ -63,17 +67,21 @@ def use_backend(name: str) -> Iterator[None]:
         set_backend(previous)
 
 
-def select_backend(spec: LayerSpec, transition: Transition | None) -> str:
-    """The backend that will run a layer of this structure."""
+def select_backend(spec: LayerSpec, transition: Transition | None, x: Tensor | None = None) -> str:
+    """The backend that will run a layer of this structure (on input ``x``, when given)."""
     native_ok = spec.is_torch_native and transition is None
+    fused_ok = transition is None and spec.mode in ("LSTM", "GRU") and (x is None or fused.supports(spec, x, None))
+    what = spec.variant.name if spec.variant is not None else spec.mode
     if _backend == "native" and not native_ok:
-        variant = spec.variant.name if spec.variant is not None else spec.mode
-        raise ConfigError(
-            f"backend 'native' cannot run {variant!r} layers{' with zoneout' if transition else ''}; "
-            "use backend 'auto'"
-        )
-    if _backend in ("auto", "native") and native_ok:
+        raise ConfigError(f"backend 'native' cannot run {what!r} layers{' with zoneout' if transition else ''}; "
+                          "use backend 'auto'")
+    if _backend == "fused" and not fused_ok:
+        raise ConfigError(f"backend 'fused' cannot run {what!r} layers{' with zoneout' if transition else ''}"
+                          f"{'' if x is None else f' on {x.dtype} {x.device.type} input'}; use backend 'auto'")
+    if _backend == "native" or (_backend == "auto" and native_ok):
         return "native"
+    if _backend in ("auto", "fused") and fused_ok and fused.available():
+        return "fused"
     return "reference"
 
 
@@ -132,16 +140,20 @@ def sequence_forward(
     Returns:
         the output in the layout of ``x`` (packed data when packed) and the final state.
     """
-    if select_backend(spec, transition) == "native":
+    backend = select_backend(spec, transition, x)
+    if backend == "native":
         return _native_forward(spec, x, batch_sizes, hx, weights, training, batch_first)
+
+    def run(x: Tensor, sizes: list[int] | None) -> tuple[Tensor, State]:
+        if backend == "fused":
+            return fused.sequence_forward(spec, x, sizes, hx, weights, training)
+        return reference.sequence_forward(spec, x, sizes, hx, weights, training, transition)
+
     if batch_sizes is not None:
         sizes = batch_sizes.tolist()
-        padded = _unpack_data(x, sizes)
-        out, state = reference.sequence_forward(spec, padded, sizes, hx, weights, training, transition)
+        out, state = run(_unpack_data(x, sizes), sizes)
         return _pack_data(out, sizes), state
-    if batch_first:
-        x = x.transpose(0, 1)
-    out, state = reference.sequence_forward(spec, x, None, hx, weights, training, transition)
+    out, state = run(x.transpose(0, 1) if batch_first else x, None)
     return (out.transpose(0, 1) if batch_first else out), state
 
 

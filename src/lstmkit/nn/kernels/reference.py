@@ -20,7 +20,7 @@ from torch import Tensor
 from lstmkit.nn.cells import RecurrentWeights, gru_step, lstm_input_projection, lstm_step, rnn_step
 from lstmkit.nn.kernels.spec import LayerSpec
 
-__all__ = ["sequence_forward", "step_function", "input_projection"]
+__all__ = ["sequence_forward", "stack_layers", "step_function", "input_projection"]
 
 State = tuple[Tensor, ...]
 # A state transition maps (new_state, old_state) to the state carried on (zoneout uses it).
@@ -83,6 +83,49 @@ def _run_direction(
     return torch.stack(outputs), state
 
 
+# run_direction(index, layer_input (T, B, I), state, weights, reverse) -> (output (T, B, P), state)
+RunDirection = Callable[[int, Tensor, State, RecurrentWeights, bool], tuple[Tensor, State]]
+
+
+def stack_layers(
+    spec: LayerSpec,
+    x: Tensor,
+    hx: State,
+    weights: Sequence[RecurrentWeights],
+    training: bool,
+    run_direction: RunDirection,
+) -> tuple[Tensor, State]:
+    """Layers and directions around a one-direction runner: concatenation, dropout, final states.
+
+    Args:
+        spec: the layer's structure.
+        x: ``(T, B, I)``, time-major.
+        hx: the initial state, each component ``(L*D, B, ·)``.
+        weights: one :class:`RecurrentWeights` per layer and direction, forward first.
+        training: whether dropout between layers is active.
+        run_direction: runs one layer-direction.
+
+    Returns:
+        the last layer's outputs ``(T, B, D*P)`` and the final state, as ``hx``.
+    """
+    directions = 2 if spec.bidirectional else 1
+    finals: list[list[Tensor]] = [[] for _ in hx]
+    layer_input = x
+    for layer in range(spec.num_layers):
+        outputs = []
+        for direction in range(directions):
+            index = layer * directions + direction
+            state = tuple(s[index] for s in hx)
+            out, state = run_direction(index, layer_input, state, weights[index], direction == 1)
+            outputs.append(out)
+            for component, final in zip(finals, state):
+                component.append(final)
+        layer_input = torch.cat(outputs, -1) if directions == 2 else outputs[0]
+        if spec.dropout > 0 and training and layer < spec.num_layers - 1:
+            layer_input = F.dropout(layer_input, spec.dropout, training=True)
+    return layer_input, tuple(torch.stack(component) for component in finals)
+
+
 def sequence_forward(
     spec: LayerSpec,
     x: Tensor,
@@ -92,7 +135,7 @@ def sequence_forward(
     training: bool,
     transition: Transition | None = None,
 ) -> tuple[Tensor, State]:
-    """All layers and directions over a time-major padded batch.
+    """All layers and directions over a time-major padded batch, as a Python loop over time.
 
     Args:
         spec: the layer's structure.
@@ -108,21 +151,9 @@ def sequence_forward(
         each component ``(L*D, B, ·)``.
     """
     step = step_function(spec)
-    directions = 2 if spec.bidirectional else 1
-    finals: list[list[Tensor]] = [[] for _ in hx]
-    layer_input = x
-    for layer in range(spec.num_layers):
-        outputs = []
-        for direction in range(directions):
-            index = layer * directions + direction
-            w = weights[index]
-            xw = input_projection(spec, layer_input, w)  # (T, B, G*H), one GEMM for all steps
-            state = tuple(s[index] for s in hx)
-            out, state = _run_direction(step, xw, state, w, batch_sizes, direction == 1, transition)
-            outputs.append(out)
-            for component, final in zip(finals, state):
-                component.append(final)
-        layer_input = torch.cat(outputs, -1) if directions == 2 else outputs[0]
-        if spec.dropout > 0 and training and layer < spec.num_layers - 1:
-            layer_input = F.dropout(layer_input, spec.dropout, training=True)
-    return layer_input, tuple(torch.stack(component) for component in finals)
+
+    def run(index: int, layer_input: Tensor, state: State, w: RecurrentWeights, reverse: bool):
+        xw = input_projection(spec, layer_input, w)  # (T, B, G*H), one GEMM for all steps
+        return _run_direction(step, xw, state, w, batch_sizes, reverse, transition)
+
+    return stack_layers(spec, x, hx, weights, training, run)
