@@ -15,6 +15,8 @@ void sgemm_(const char*, const char*, const int*, const int*, const int*, const 
             const float*, const int*, const float*, float*, const int*) __attribute__((weak));
 void dgemm_(const char*, const char*, const int*, const int*, const int*, const double*, const double*,
             const int*, const double*, const int*, const double*, double*, const int*) __attribute__((weak));
+// MKL's by-value C entry point (the lower-case name in torch's build is the by-reference Fortran one)
+int MKL_Set_Num_Threads_Local(int) __attribute__((weak));
 }
 
 namespace lstmkit {
@@ -61,10 +63,60 @@ struct Schedule {
     TORCH_CHECK(static_cast<int64_t>(sizes.size()) == T, "batch_sizes must have one entry per step");
   }
   int64_t time(int64_t k) const { return reverse ? steps - 1 - k : k; }
+  // the same schedule seen by the rows [r0, r1) alone, renumbered from 0
+  Schedule rows(int64_t r0, int64_t r1) const {
+    Schedule s = *this;
+    for (auto& n : s.sizes) n = std::clamp<int64_t>(n - r0, 0, r1 - r0);
+    return s;
+  }
   // rows of the k-th processed step whose previous state is the (k-1)-th step's output; the
   // others start from the initial state
   int64_t carried(int64_t k) const { return k == 0 ? 0 : std::min(sizes[time(k - 1)], sizes[time(k)]); }
 };
+
+// Rows are independent sequences, so the time loop runs as one task per block of rows, in
+// parallel, each with single-threaded BLAS calls (BLAS threads would only add per-step overhead
+// at these sizes). Blocks are balanced by their number of active steps.
+class RowBlocks {
+ public:
+  // min_rows: the fewest rows worth a block of their own; serial_blas: single-threaded BLAS even
+  // when there is one block (for per-step products too small to gain from threads)
+  RowBlocks(const Schedule& sched, int64_t B, int64_t min_rows, bool serial_blas) : serial_blas_(serial_blas) {
+    const int64_t blocks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), B / min_rows));
+    std::vector<int64_t> work(B, 0);  // steps of each row
+    for (int64_t n : sched.sizes) for (int64_t b = 0; b < n; ++b) ++work[b];
+    int64_t total = 0;
+    for (int64_t w : work) total += w;
+    bounds_.push_back(0);
+    int64_t acc = 0;
+    for (int64_t b = 0; b < B && static_cast<int64_t>(bounds_.size()) < blocks; ++b) {
+      acc += work[b];
+      if (acc * blocks >= total * static_cast<int64_t>(bounds_.size())) bounds_.push_back(b + 1);
+    }
+    bounds_.push_back(B);
+  }
+  int64_t size() const { return bounds_.size() - 1; }
+
+  // fn(block, r0, r1) for every block, in parallel
+  template <typename F>
+  void run(const F& fn) const {
+    at::parallel_for(0, size(), 1, [&](int64_t begin, int64_t end) {
+      const bool serial = MKL_Set_Num_Threads_Local != nullptr && (serial_blas_ || size() > 1);
+      const int previous = serial ? MKL_Set_Num_Threads_Local(1) : 0;
+      for (int64_t i = begin; i < end; ++i) fn(i, bounds_[i], bounds_[i + 1]);
+      if (serial) MKL_Set_Num_Threads_Local(previous);
+    });
+  }
+
+ private:
+  std::vector<int64_t> bounds_;
+  bool serial_blas_;
+};
+
+// The fewest rows per parallel block, and the size (rows x outputs x inputs) of a per-step
+// product below which BLAS threads cost more than they save.
+constexpr int64_t kMinBlockRows = 4;
+constexpr int64_t kSerialGemmSize = int64_t(1) << 20;
 
 template <typename S>
 inline const S* cptr(const OptTensor& t) {

@@ -67,25 +67,31 @@ std::vector<Tensor> gru_forward_impl(const Tensor& x, const Tensor& h0, const Te
   Tensor out = padded ? at::zeros({T, B, H}, opts) : at::empty({T, B, H}, opts);
   Tensor hn_all = train ? at::empty({T, B, H}, opts) : Tensor();
   Tensor h = h0.clone();
-  Tensor rec = at::empty({B, 3 * H}, opts);
   const S* whh = w_hh.data_ptr<S>();
   const S* bhh = cptr<S>(b_hh);
-  S* hptr = h.data_ptr<S>();
-  S* rp = rec.data_ptr<S>();
-  for (int64_t k = 0; k < sched.steps; ++k) {
-    const int64_t t = sched.time(k), n = sched.sizes[t];
-    if (n == 0) continue;
-    gemm<S>(false, true, n, 3 * H, H, hptr, H, whh, H, S(0), rp, 3 * H);  // h W_hh^T
-    S* g = gates.data_ptr<S>() + t * B * 3 * H;
-    S* optr = out.data_ptr<S>() + t * B * H;
-    S* hn_save = train ? hn_all.data_ptr<S>() + t * B * H : nullptr;
-    for (int64_t b = 0; b < n; ++b) {
-      if (bhh != nullptr) add_to<S>(3 * H, rp + b * 3 * H, bhh);
-      gru_forward_row<S>(H, g + b * 3 * H, rp + b * 3 * H, hptr + b * H, optr + b * H);
-      if (hn_save) std::memcpy(hn_save + b * H, rp + b * 3 * H + 2 * H, H * sizeof(S));
+  S* gates_p = gates.data_ptr<S>();
+  S* out_p = out.data_ptr<S>();
+  S* hn_p = train ? hn_all.data_ptr<S>() : nullptr;
+  const RowBlocks blocks(sched, B, kMinBlockRows, B * 3 * H * H < kSerialGemmSize);
+  blocks.run([&](int64_t, int64_t r0, int64_t r1) {
+    const Schedule s = sched.rows(r0, r1);
+    std::vector<S> rec((r1 - r0) * 3 * H);
+    S* rp = rec.data();
+    S* hptr = h.data_ptr<S>() + r0 * H;
+    for (int64_t k = 0; k < s.steps; ++k) {
+      const int64_t t = s.time(k), n = s.sizes[t], row = t * B + r0;
+      if (n == 0) continue;
+      gemm<S>(false, true, n, 3 * H, H, hptr, H, whh, H, S(0), rp, 3 * H);  // h W_hh^T
+      S* g = gates_p + row * 3 * H;
+      S* optr = out_p + row * H;
+      for (int64_t b = 0; b < n; ++b) {
+        if (bhh != nullptr) add_to<S>(3 * H, rp + b * 3 * H, bhh);
+        gru_forward_row<S>(H, g + b * 3 * H, rp + b * 3 * H, hptr + b * H, optr + b * H);
+        if (hn_p) std::memcpy(hn_p + (row + b) * H, rp + b * 3 * H + 2 * H, H * sizeof(S));
+      }
+      std::memcpy(hptr, optr, n * H * sizeof(S));
     }
-    std::memcpy(hptr, optr, n * H * sizeof(S));
-  }
+  });
   return {out, h, train ? gates : Tensor(), hn_all};
 }
 
@@ -100,24 +106,31 @@ std::vector<Tensor> gru_backward_impl(const Tensor& grad_out, const Tensor& grad
   Tensor dzx = at::zeros({T, B, 3 * H}, opts);  // d of the input part x_*
   Tensor dzh = at::zeros({T, B, 3 * H}, opts);  // d of the recurrent part h_*
   Tensor dh = grad_hn.clone();
-  Tensor direct = at::empty({B, H}, opts);  // dh_t * z, the path that skips the weights
   const S* whh = w_hh.data_ptr<S>();
   const S* gop = grad_out.data_ptr<S>();
-  S* dhp = dh.data_ptr<S>();
-  S* dd = direct.data_ptr<S>();
-  for (int64_t k = sched.steps - 1; k >= 0; --k) {
-    const int64_t t = sched.time(k), n = sched.sizes[t];
-    if (n == 0) continue;
-    add_to<S>(n * H, dhp, gop + t * B * H);
-    const int64_t off3 = t * B * 3 * H, off = t * B * H;
-    for (int64_t b = 0; b < n; ++b) {
-      gru_backward_row<S>(H, gates.data_ptr<S>() + off3 + b * 3 * H, hn_all.data_ptr<S>() + off + b * H,
-                          hprev.data_ptr<S>() + off + b * H, dhp + b * H, dzx.data_ptr<S>() + off3 + b * 3 * H,
-                          dzh.data_ptr<S>() + off3 + b * 3 * H, dd + b * H);
+  const S* gates_p = gates.data_ptr<S>();
+  const S* hn_p = hn_all.data_ptr<S>();
+  const S* hprev_p = hprev.data_ptr<S>();
+  S* dzx_p = dzx.data_ptr<S>();
+  S* dzh_p = dzh.data_ptr<S>();
+  const RowBlocks blocks(sched, B, kMinBlockRows, B * 3 * H * H < kSerialGemmSize);
+  blocks.run([&](int64_t, int64_t r0, int64_t r1) {
+    const Schedule s = sched.rows(r0, r1);
+    std::vector<S> direct((r1 - r0) * H);  // dh_t * z, the path that skips the weights
+    S* dd = direct.data();
+    S* dhp = dh.data_ptr<S>() + r0 * H;
+    for (int64_t k = s.steps - 1; k >= 0; --k) {
+      const int64_t t = s.time(k), n = s.sizes[t], row = t * B + r0;
+      if (n == 0) continue;
+      add_to<S>(n * H, dhp, gop + row * H);
+      for (int64_t b = 0; b < n; ++b) {
+        gru_backward_row<S>(H, gates_p + (row + b) * 3 * H, hn_p + (row + b) * H, hprev_p + (row + b) * H,
+                            dhp + b * H, dzx_p + (row + b) * 3 * H, dzh_p + (row + b) * 3 * H, dd + b * H);
+      }
+      std::memcpy(dhp, dd, n * H * sizeof(S));
+      gemm<S>(false, false, n, H, 3 * H, dzh_p + row * 3 * H, 3 * H, whh, H, S(1), dhp, H);  // += dzh W_hh
     }
-    std::memcpy(dhp, dd, n * H * sizeof(S));
-    gemm<S>(false, false, n, H, 3 * H, dzh.data_ptr<S>() + off3, 3 * H, whh, H, S(1), dhp, H);  // += dzh W_hh
-  }
+  });
   Tensor dzx2 = dzx.view({T * B, 3 * H}), dzh2 = dzh.view({T * B, 3 * H});
   Tensor x2 = x.reshape({T * B, I});
   Tensor dw_ih = at::mm(dzx2.t(), x2);

@@ -55,36 +55,42 @@ std::vector<Tensor> forward_impl(const Tensor& x, const Tensor& h0, const Tensor
   Tensor out = padded ? at::zeros({T, B, P}, opts) : at::empty({T, B, P}, opts);
   Tensor cells = train ? at::empty({T, B, H}, opts) : Tensor();
   Tensor h = h0.clone(), c = c0.clone();
-  Tensor hcell_buf = w.proj() ? at::empty({B, H}, opts) : Tensor();
-  Tensor ah = V == kLayerNorm ? at::empty({B, GH}, opts) : Tensor();
   const S* b_hh = V == kLayerNorm ? nullptr : cptr<S>(w.b_hh);  // layernorm adds it below
   const S* w_hh = w.w_hh.data_ptr<S>();
   const S* w_hr = w.proj() ? w.w_hr->data_ptr<S>() : nullptr;
   const S* ln_hh = cptr<S>(w.ln_hh);
   const S* b_hh_ln = cptr<S>(w.b_hh);
-  S* hp = h.data_ptr<S>();
-  S* cp = c.data_ptr<S>();
-  S* hcell_ptr = w.proj() ? hcell_buf.data_ptr<S>() : nullptr;
-  S* a = V == kLayerNorm ? ah.data_ptr<S>() : nullptr;
-  for (int64_t k = 0; k < sched.steps; ++k) {
-    const int64_t t = sched.time(k), n = sched.sizes[t];
-    if (n == 0) continue;
-    S* z = gates.data_ptr<S>() + t * B * GH;
-    S* out_t = out.data_ptr<S>() + t * B * P;
-    S* st = V == kLayerNorm ? stats.data_ptr<S>() + t * B * kStats : nullptr;
-    if constexpr (V == kLayerNorm) {
-      gemm<S>(false, true, n, GH, P, hp, P, w_hh, P, S(0), a, GH);  // a = h W_hh^T
-      normalize_rows<S>(a, n, GH, GH, st + 2, kStats);
-      for (int64_t b = 0; b < n; ++b) scale_shift_add<S>(GH, z + b * GH, a + b * GH, ln_hh, b_hh_ln);
-    } else {
-      gemm<S>(false, true, n, GH, P, hp, P, w_hh, P, S(1), z, GH);  // z += h W_hh^T
+  S* gates_p = gates.data_ptr<S>();
+  S* out_p = out.data_ptr<S>();
+  S* cells_p = train ? cells.data_ptr<S>() : nullptr;
+  S* stats_p = V == kLayerNorm ? stats.data_ptr<S>() : nullptr;
+  const RowBlocks blocks(sched, B, kMinBlockRows, B * GH * P < kSerialGemmSize);
+  blocks.run([&](int64_t, int64_t r0, int64_t r1) {
+    const Schedule s = sched.rows(r0, r1);
+    std::vector<S> hcell_buf(w.proj() ? (r1 - r0) * H : 0), a_buf(V == kLayerNorm ? (r1 - r0) * GH : 0);
+    S* hp = h.data_ptr<S>() + r0 * P;
+    S* cp = c.data_ptr<S>() + r0 * H;
+    S* a = a_buf.data();
+    for (int64_t k = 0; k < s.steps; ++k) {
+      const int64_t t = s.time(k), n = s.sizes[t], row = t * B + r0;
+      if (n == 0) continue;
+      S* z = gates_p + row * GH;
+      S* out_t = out_p + row * P;
+      S* st = V == kLayerNorm ? stats_p + row * kStats : nullptr;
+      if constexpr (V == kLayerNorm) {
+        gemm<S>(false, true, n, GH, P, hp, P, w_hh, P, S(0), a, GH);  // a = h W_hh^T
+        normalize_rows<S>(a, n, GH, GH, st + 2, kStats);
+        for (int64_t b = 0; b < n; ++b) scale_shift_add<S>(GH, z + b * GH, a + b * GH, ln_hh, b_hh_ln);
+      } else {
+        gemm<S>(false, true, n, GH, P, hp, P, w_hh, P, S(1), z, GH);  // z += h W_hh^T
+      }
+      S* hcell = w.proj() ? hcell_buf.data() : out_t;
+      forward_rows<S, V>(n, H, z, b_hh, cp, train ? cells_p + row * H : nullptr, hcell, cptr<S>(w.w_ch),
+                         cptr<S>(w.ln_c), cptr<S>(w.ln_c_bias), st);
+      if (w.proj()) gemm<S>(false, true, n, P, H, hcell, H, w_hr, H, S(0), out_t, P);  // h = m W_hr^T
+      std::memcpy(hp, out_t, n * P * sizeof(S));
     }
-    S* hcell = w.proj() ? hcell_ptr : out_t;
-    forward_rows<S, V>(n, H, z, b_hh, cp, train ? cells.data_ptr<S>() + t * B * H : nullptr, hcell,
-                       cptr<S>(w.w_ch), cptr<S>(w.ln_c), cptr<S>(w.ln_c_bias), st);
-    if (w.proj()) gemm<S>(false, true, n, P, H, hcell, H, w_hr, H, S(0), out_t, P);  // h = m W_hr^T
-    std::memcpy(hp, out_t, n * P * sizeof(S));
-  }
+  });
   return {out, h, c, train ? gates : Tensor(), cells, stats};
 }
 
@@ -105,57 +111,72 @@ std::vector<Tensor> backward_impl(const Tensor& grad_out, const Tensor& grad_hn,
   Tensor dh = grad_hn.clone(), dc = grad_cn.clone();
   Tensor dh_out = w.proj() ? at::zeros({T, B, P}, opts) : Tensor();  // dL/dh_t, for dW_hr
   Tensor hcell_all = w.proj() ? at::zeros({T, B, H}, opts) : Tensor();
-  Tensor dm = at::empty({B, H}, opts);
-  Tensor cprev = at::empty({B, H}, opts);
-  Tensor scratch = at::empty({3 * H}, opts);
-  Tensor dpeep = V == kPeephole ? at::zeros({3, H}, opts) : Tensor();
-  Tensor dlnc_w = V == kLayerNorm ? at::zeros({H}, opts) : Tensor();
-  Tensor dlnc_b = (V == kLayerNorm && w.bias()) ? at::zeros({H}, opts) : Tensor();
-  Tensor dln_hh = V == kLayerNorm ? at::zeros({GH}, opts) : Tensor();
-  Tensor xhat_row = V == kLayerNorm ? at::empty({GH}, opts) : Tensor();
-  auto ptr = [](Tensor& t) { return t.defined() ? t.data_ptr<S>() : nullptr; };
+  const RowBlocks blocks(sched, B, kMinBlockRows, B * GH * P < kSerialGemmSize);
+  // accumulated per block (blocks run in parallel), summed afterwards
+  const int64_t nb = blocks.size();
+  Tensor dpeep = V == kPeephole ? at::zeros({nb, 3, H}, opts) : Tensor();
+  Tensor dlnc_w = V == kLayerNorm ? at::zeros({nb, H}, opts) : Tensor();
+  Tensor dlnc_b = (V == kLayerNorm && w.bias()) ? at::zeros({nb, H}, opts) : Tensor();
+  Tensor dln_hh = V == kLayerNorm ? at::zeros({nb, GH}, opts) : Tensor();
+  auto ptr = [](Tensor& t, int64_t block, int64_t size) { return t.defined() ? t.data_ptr<S>() + block * size : nullptr; };
   const S* w_hh = w.w_hh.data_ptr<S>();
   const S* w_hr = w.proj() ? w.w_hr->data_ptr<S>() : nullptr;
-  S* dhp = dh.data_ptr<S>();
-  S* dmp = dm.data_ptr<S>();
-  S* cprevp = cprev.data_ptr<S>();
   const S* c0p = c0.data_ptr<S>();
   const S* gop = grad_out.data_ptr<S>();
+  const S* gates_p = gates.data_ptr<S>();
+  const S* cells_p = cells.data_ptr<S>();
+  const S* stats_p = V == kLayerNorm ? stats.data_ptr<S>() : nullptr;
+  S* dz_p = dz.data_ptr<S>();
+  S* ah_p = V == kLayerNorm ? ah.data_ptr<S>() : nullptr;
+  S* dh_out_p = w.proj() ? dh_out.data_ptr<S>() : nullptr;
+  S* hcell_p = w.proj() ? hcell_all.data_ptr<S>() : nullptr;
 
-  for (int64_t k = sched.steps - 1; k >= 0; --k) {
-    const int64_t t = sched.time(k), n = sched.sizes[t], nc = sched.carried(k);
-    if (n == 0) continue;
-    add_to<S>(n * P, dhp, gop + t * B * P);  // dL/dh_t: from the output and from step t+1
-    if (w.proj()) {
-      std::memcpy(dh_out.data_ptr<S>() + t * B * P, dhp, n * P * sizeof(S));
-      gemm<S>(false, false, n, H, P, dhp, P, w_hr, H, S(0), dmp, H);  // dm = dh W_hr
-    } else {
-      std::memcpy(dmp, dhp, n * H * sizeof(S));
-    }
-    if (nc > 0) std::memcpy(cprevp, cells.data_ptr<S>() + sched.time(k - 1) * B * H, nc * H * sizeof(S));
-    if (n > nc) std::memcpy(cprevp + nc * H, c0p + nc * H, (n - nc) * H * sizeof(S));
-    S* dzt = dz.data_ptr<S>() + t * B * GH;
-    backward_rows<S, V>(n, H, gates.data_ptr<S>() + t * B * GH, cells.data_ptr<S>() + t * B * H, cprevp, dmp,
-                        dc.data_ptr<S>(), dzt, w.proj() ? hcell_all.data_ptr<S>() + t * B * H : nullptr,
-                        cptr<S>(w.w_ch), ptr(dpeep), cptr<S>(w.ln_c), cptr<S>(w.ln_c_bias), ptr(dlnc_w),
-                        ptr(dlnc_b), V == kLayerNorm ? stats.data_ptr<S>() + t * B * kStats : nullptr,
-                        scratch.data_ptr<S>());
-    if constexpr (V == kLayerNorm) {
-      // d of the recurrent part before its normalisation, in place of ah[t]
-      const S* st = stats.data_ptr<S>() + t * B * kStats;
-      S* xh = xhat_row.data_ptr<S>();
-      S* at_ = ah.data_ptr<S>() + t * B * GH;
-      for (int64_t b = 0; b < n; ++b) {
-        S* a = at_ + b * GH;
-        normalized_copy<S>(GH, a, st[b * kStats + 2], st[b * kStats + 3], xh);
-        layer_norm_backward_row<S>(dzt + b * GH, xh, cptr<S>(w.ln_hh), st[b * kStats + 3], GH, a,
-                                   dln_hh.data_ptr<S>());
+  blocks.run([&](int64_t block, int64_t r0, int64_t r1) {
+    const Schedule s = sched.rows(r0, r1);
+    const int64_t R = r1 - r0;
+    std::vector<S> dm(R * H), cprev(R * H), scratch(3 * H), xhat_row(V == kLayerNorm ? GH : 0);
+    S* dhp = dh.data_ptr<S>() + r0 * P;
+    S* dcp = dc.data_ptr<S>() + r0 * H;
+    S* dmp = dm.data();
+    S* cprevp = cprev.data();
+    for (int64_t k = s.steps - 1; k >= 0; --k) {
+      const int64_t t = s.time(k), n = s.sizes[t], nc = s.carried(k), row = t * B + r0;
+      if (n == 0) continue;
+      add_to<S>(n * P, dhp, gop + row * P);  // dL/dh_t: from the output and from step t+1
+      if (w.proj()) {
+        std::memcpy(dh_out_p + row * P, dhp, n * P * sizeof(S));
+        gemm<S>(false, false, n, H, P, dhp, P, w_hr, H, S(0), dmp, H);  // dm = dh W_hr
+      } else {
+        std::memcpy(dmp, dhp, n * H * sizeof(S));
       }
-      gemm<S>(false, false, n, P, GH, at_, GH, w_hh, P, S(0), dhp, P);  // dh_{t-1} = da W_hh
-    } else {
-      gemm<S>(false, false, n, P, GH, dzt, GH, w_hh, P, S(0), dhp, P);  // dh_{t-1} = dz W_hh
+      if (nc > 0) std::memcpy(cprevp, cells_p + (s.time(k - 1) * B + r0) * H, nc * H * sizeof(S));
+      if (n > nc) std::memcpy(cprevp + nc * H, c0p + (r0 + nc) * H, (n - nc) * H * sizeof(S));
+      S* dzt = dz_p + row * GH;
+      backward_rows<S, V>(n, H, gates_p + row * GH, cells_p + row * H, cprevp, dmp, dcp, dzt,
+                          w.proj() ? hcell_p + row * H : nullptr, cptr<S>(w.w_ch), ptr(dpeep, block, 3 * H),
+                          cptr<S>(w.ln_c), cptr<S>(w.ln_c_bias), ptr(dlnc_w, block, H), ptr(dlnc_b, block, H),
+                          V == kLayerNorm ? stats_p + row * kStats : nullptr, scratch.data());
+      if constexpr (V == kLayerNorm) {
+        // d of the recurrent part before its normalisation, in place of ah[t]
+        const S* st = stats_p + row * kStats;
+        S* at_ = ah_p + row * GH;
+        for (int64_t b = 0; b < n; ++b) {
+          S* a = at_ + b * GH;
+          normalized_copy<S>(GH, a, st[b * kStats + 2], st[b * kStats + 3], xhat_row.data());
+          layer_norm_backward_row<S>(dzt + b * GH, xhat_row.data(), cptr<S>(w.ln_hh), st[b * kStats + 3], GH, a,
+                                     ptr(dln_hh, block, GH));
+        }
+        gemm<S>(false, false, n, P, GH, at_, GH, w_hh, P, S(0), dhp, P);  // dh_{t-1} = da W_hh
+      } else {
+        gemm<S>(false, false, n, P, GH, dzt, GH, w_hh, P, S(0), dhp, P);  // dh_{t-1} = dz W_hh
+      }
     }
-  }
+  });
+  auto reduce = [](Tensor& t) { return t.defined() ? t.sum(0) : t; };
+  dpeep = reduce(dpeep);
+  dlnc_w = reduce(dlnc_w);
+  dlnc_b = reduce(dlnc_b);
+  dln_hh = reduce(dln_hh);
 
   Tensor dz2 = dz.view({T * B, GH});
   Tensor db = w.bias() ? dz2.sum(0) : Tensor();
@@ -167,7 +188,8 @@ std::vector<Tensor> backward_impl(const Tensor& grad_out, const Tensor& grad_hn,
     Tensor ax = at::mm(x2, w.w_ih.t());
     dln_ih = at::zeros({GH}, opts);
     const S* st = stats.data_ptr<S>();
-    S* xh = xhat_row.data_ptr<S>();
+    std::vector<S> xhat_row(GH);
+    S* xh = xhat_row.data();
     for (int64_t r = 0; r < T * B; ++r) {
       S* a = ax.data_ptr<S>() + r * GH;
       const S rstd = st[r * kStats + 1];
