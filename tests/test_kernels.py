@@ -197,3 +197,14 @@ def test_build_failure_warns_once_and_falls_back(monkeypatch):
         assert not lstm.stepper().is_fast
     with kernels.use_backend("reference"):
         torch.testing.assert_close(out, lstm(x)[0])
+
+
+def test_inference_keeps_no_graph_and_matches_training_forward():
+    lstm = lnn.LSTM(3, 6, num_layers=2, cell="peephole")
+    x = torch.randn(7, 2, 3)
+    with torch.no_grad():
+        inference, _ = lstm(x)
+    assert inference.grad_fn is None
+    training, _ = lstm(x)
+    assert training.grad_fn is not None
+    torch.testing.assert_close(inference, training.detach())

@@ -37,8 +37,10 @@ SOURCES = ("module.cpp", "lstm.cpp", "gru.cpp")
 HEADERS = ("common.h", "lstm_rows.h", "stepper.h", "vmath.h")
 VARIANT_IDS = {"standard": 0, "vanilla": 1, "peephole": 2, "cifg": 3, "layernorm": 4}
 MODE_IDS = {"GRU": 10, "RNN_TANH": 11, "RNN_RELU": 12}
-# -fopenmp-simd: honour "#pragma omp simd" (vectorised reductions) without OpenMP threading
-CFLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-fopenmp-simd", "-std=c++17"]
+# -fopenmp: at::parallel_for is an inline "#pragma omp parallel" in torch's headers, ignored
+# (so silently serial) without it; it also honours "#pragma omp simd" (vectorised reductions).
+CFLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-fopenmp", "-std=c++17"]
+LDFLAGS = ["-fopenmp"]
 
 _extension: ModuleType | None = None
 _failure: str | None = None
@@ -50,7 +52,7 @@ def _build_name() -> str:
     digest = hashlib.sha256()
     for name in SOURCES + HEADERS:
         digest.update((CSRC / name).read_bytes())
-    digest.update(" ".join(CFLAGS).encode())
+    digest.update(" ".join(CFLAGS + LDFLAGS).encode())
     digest.update(torch.__version__.encode())
     try:
         flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
@@ -80,7 +82,7 @@ def load_extension() -> ModuleType | None:
                 print("lstmkit: compiling the fused CPU kernels (first use only, about a minute)...",
                       file=sys.stderr, flush=True)
             _extension = load(name=name, sources=[str(CSRC / s) for s in SOURCES], extra_cflags=CFLAGS,
-                              verbose=verbose)
+                              extra_ldflags=LDFLAGS, verbose=verbose)
         except Exception as error:  # any build failure means: fall back, loudly, once
             _failure = f"{type(error).__name__}: {str(error).strip().splitlines()[-1] if str(error).strip() else ''}"
             warnings.warn(
@@ -125,12 +127,10 @@ class _LSTMLayer(torch.autograd.Function):
     @staticmethod
     def forward(ctx, variant: int, sizes: list[int], reverse: bool, x: Tensor, h0: Tensor, c0: Tensor,
                 *weights: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
-        train = any(ctx.needs_input_grad)
-        out, h, c, gates, cells, stats = _extension.lstm_forward(variant, x, h0, c0, *weights, sizes, reverse, train)
-        if train:
-            ctx.variant, ctx.sizes, ctx.reverse = variant, sizes, reverse
-            ctx.present = [w is not None for w in weights]
-            ctx.save_for_backward(x, h0, c0, out, gates, cells, stats, *[w for w in weights if w is not None])
+        out, h, c, gates, cells, stats = _extension.lstm_forward(variant, x, h0, c0, *weights, sizes, reverse, True)
+        ctx.variant, ctx.sizes, ctx.reverse = variant, sizes, reverse
+        ctx.present = [w is not None for w in weights]
+        ctx.save_for_backward(x, h0, c0, out, gates, cells, stats, *[w for w in weights if w is not None])
         return out, h, c
 
     @staticmethod
@@ -153,11 +153,9 @@ class _GRULayer(torch.autograd.Function):
     @staticmethod
     def forward(ctx, sizes: list[int], reverse: bool, x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor,
                 b_ih: Tensor | None, b_hh: Tensor | None) -> tuple[Tensor, Tensor]:
-        train = any(ctx.needs_input_grad)
-        out, h, gates, hn = _extension.gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, sizes, reverse, train)
-        if train:
-            ctx.sizes, ctx.reverse, ctx.bias = sizes, reverse, b_ih is not None
-            ctx.save_for_backward(x, h0, w_ih, w_hh, out, gates, hn)
+        out, h, gates, hn = _extension.gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, sizes, reverse, True)
+        ctx.sizes, ctx.reverse, ctx.bias = sizes, reverse, b_ih is not None
+        ctx.save_for_backward(x, h0, w_ih, w_hh, out, gates, hn)
         return out, h
 
     @staticmethod
@@ -171,20 +169,32 @@ class _GRULayer(torch.autograd.Function):
 
 def sequence_forward(spec: LayerSpec, x: Tensor, batch_sizes: Sequence[int] | None, hx: State,
                      weights: Sequence[RecurrentWeights], training: bool) -> tuple[Tensor, State]:
-    """As :func:`lstmkit.nn.kernels.reference.sequence_forward`, each layer-direction fused."""
+    """As :func:`lstmkit.nn.kernels.reference.sequence_forward`, each layer-direction fused.
+
+    Without autograd (``torch.no_grad()``, or nothing requiring grad) the kernels are called
+    directly and keep nothing for a backward pass.
+    """
     sizes = list(batch_sizes) if batch_sizes is not None else []
+    grad = torch.is_grad_enabled() and (x.requires_grad or any(s.requires_grad for s in hx) or any(
+        t is not None and t.requires_grad for w in weights for t in w))
     if spec.mode == "LSTM":
         variant = VARIANT_IDS[spec.variant.name]
 
         def run(index: int, layer_input: Tensor, state: State, w: RecurrentWeights, reverse: bool):
-            out, h, c = _LSTMLayer.apply(variant, sizes, reverse, layer_input.contiguous(), state[0], state[1],
-                                         w.weight_ih, w.weight_hh, *_optional(w))
+            args = (layer_input.contiguous(), state[0], state[1], w.weight_ih, w.weight_hh, *_optional(w))
+            if grad:
+                out, h, c = _LSTMLayer.apply(variant, sizes, reverse, *args)
+            else:
+                out, h, c, *_ = _extension.lstm_forward(variant, *args, sizes, reverse, False)
             return out, (h, c)
     else:
 
         def run(index: int, layer_input: Tensor, state: State, w: RecurrentWeights, reverse: bool):
-            out, h = _GRULayer.apply(sizes, reverse, layer_input.contiguous(), state[0], w.weight_ih, w.weight_hh,
-                                     w.bias_ih, w.bias_hh)
+            args = (layer_input.contiguous(), state[0], w.weight_ih, w.weight_hh, w.bias_ih, w.bias_hh)
+            if grad:
+                out, h = _GRULayer.apply(sizes, reverse, *args)
+            else:
+                out, h, *_ = _extension.gru_forward(*args, sizes, reverse, False)
             return out, (h,)
 
     return stack_layers(spec, x, hx, weights, training, run)

@@ -1,6 +1,7 @@
 // Shared pieces of the fused kernels: the time-step schedule and small helpers.
 #pragma once
 
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/extension.h>
 
 #include <algorithm>
@@ -81,8 +82,11 @@ class RowBlocks {
  public:
   // min_rows: the fewest rows worth a block of their own; serial_blas: single-threaded BLAS even
   // when there is one block (for per-step products too small to gain from threads)
-  RowBlocks(const Schedule& sched, int64_t B, int64_t min_rows, bool serial_blas) : serial_blas_(serial_blas) {
-    const int64_t blocks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), B / min_rows));
+  // one_block: the per-step products bring their own threads (see StepLinear)
+  RowBlocks(const Schedule& sched, int64_t B, int64_t min_rows, bool serial_blas, bool one_block = false)
+      : serial_blas_(serial_blas) {
+    const int64_t blocks =
+        one_block ? 1 : std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), B / min_rows));
     std::vector<int64_t> work(B, 0);  // steps of each row
     for (int64_t n : sched.sizes) for (int64_t b = 0; b < n; ++b) ++work[b];
     int64_t total = 0;
@@ -112,6 +116,83 @@ class RowBlocks {
   std::vector<int64_t> bounds_;
   bool serial_blas_;
 };
+
+// y (n x N) = x (n x K) W^T for a weight W (N x K) fixed for a whole sequence: the per-step
+// product of a recurrence. Large float products go to oneDNN's inner-product primitive with the
+// weight reordered once (torch's private mkldnn::_linear_pointwise, the kernel inductor uses on
+// CPU: on the machines we measured it runs these shapes about twice as fast as MKL's sgemm);
+// everything else goes to gemm() above.
+template <typename S>
+class StepLinear {
+ public:
+  StepLinear(const Tensor& w, int64_t rows) : w_(w.contiguous()), n_(w.size(0)), k_(w.size(1)) {
+    if constexpr (std::is_same_v<S, float>) {
+      if (rows * n_ * k_ >= kOneDnnSize && onednn() != nullptr) {
+        torch::jit::Stack stack{w_, c10::IValue(rows)};
+        reorder()->callBoxed(&stack);
+        packed_ = stack[0].toTensor();
+      }
+    }
+  }
+  // whether the product runs on oneDNN (which brings its own threads)
+  bool threaded() const { return packed_.defined(); }
+
+  // y = x W^T, or y += x W^T with accumulate; x rows are contiguous (ld K), y has leading dim ldy
+  void operator()(const S* x, int64_t n, S* y, int64_t ldy, bool accumulate) const {
+    if (n == 0) return;
+    if (!packed_.defined()) {
+      gemm<S>(false, true, n, n_, k_, x, k_, w_.data_ptr<S>(), k_, accumulate ? S(1) : S(0), y, ldy);
+      return;
+    }
+    Tensor xt = at::from_blob(const_cast<S*>(x), {n, k_}, w_.options());
+    torch::jit::Stack stack{xt, packed_, c10::IValue(), c10::IValue("none"), c10::List<std::optional<c10::Scalar>>(),
+                            c10::IValue()};
+    onednn()->callBoxed(&stack);
+    const Tensor r = stack[0].toTensor();
+    const S* rp = r.data_ptr<S>();
+    for (int64_t b = 0; b < n; ++b) {
+      S* yb = y + b * ldy;
+      const S* rb = rp + b * n_;
+      if (accumulate) {
+        for (int64_t j = 0; j < n_; ++j) yb[j] += rb[j];
+      } else {
+        std::memcpy(yb, rb, n_ * sizeof(S));
+      }
+    }
+  }
+
+ private:
+  static constexpr int64_t kOneDnnSize = int64_t(1) << 23;
+  static const c10::OperatorHandle* find(const char* name) {
+    if (!at::hasMKLDNN()) return nullptr;
+    auto handle = c10::Dispatcher::singleton().findSchema({name, ""});
+    return handle.has_value() ? new c10::OperatorHandle(*handle) : nullptr;  // lives as long as the process
+  }
+  static const c10::OperatorHandle* onednn() {
+    static const c10::OperatorHandle* handle = find("mkldnn::_linear_pointwise");
+    return handle != nullptr && reorder() != nullptr ? handle : nullptr;
+  }
+  static const c10::OperatorHandle* reorder() {
+    static const c10::OperatorHandle* handle = find("mkldnn::_reorder_linear_weight");
+    return handle;
+  }
+  Tensor w_, packed_;
+  int64_t n_, k_;
+};
+
+// fn(b0, b1, slot) over the rows [0, n) of one step: split across torch's threads when `parallel`
+// (the caller is not itself one of several parallel blocks) and there is enough work, else one
+// call with `slot`. `slot` indexes per-thread accumulators.
+template <typename F>
+inline void for_rows(bool parallel, int64_t n, int64_t width, int64_t slot, const F& fn) {
+  constexpr int64_t kGrain = int64_t(1) << 13;  // elements per task
+  if (!parallel || n < 2 || n * width < 2 * kGrain || at::get_num_threads() < 2) {
+    fn(0, n, slot);
+    return;
+  }
+  at::parallel_for(0, n, std::max<int64_t>(1, kGrain / width),
+                   [&](int64_t b0, int64_t b1) { fn(b0, b1, at::get_thread_num()); });
+}
 
 // The fewest rows per parallel block, and the size (rows x outputs x inputs) of a per-step
 // product below which BLAS threads cost more than they save.

@@ -67,12 +67,12 @@ std::vector<Tensor> gru_forward_impl(const Tensor& x, const Tensor& h0, const Te
   Tensor out = padded ? at::zeros({T, B, H}, opts) : at::empty({T, B, H}, opts);
   Tensor hn_all = train ? at::empty({T, B, H}, opts) : Tensor();
   Tensor h = h0.clone();
-  const S* whh = w_hh.data_ptr<S>();
   const S* bhh = cptr<S>(b_hh);
   S* gates_p = gates.data_ptr<S>();
   S* out_p = out.data_ptr<S>();
   S* hn_p = train ? hn_all.data_ptr<S>() : nullptr;
-  const RowBlocks blocks(sched, B, kMinBlockRows, B * 3 * H * H < kSerialGemmSize);
+  const StepLinear<S> recurrent(w_hh, B);  // h W_hh^T
+  const RowBlocks blocks(sched, B, kMinBlockRows, B * 3 * H * H < kSerialGemmSize, recurrent.threaded());
   blocks.run([&](int64_t, int64_t r0, int64_t r1) {
     const Schedule s = sched.rows(r0, r1);
     std::vector<S> rec((r1 - r0) * 3 * H);
@@ -81,7 +81,7 @@ std::vector<Tensor> gru_forward_impl(const Tensor& x, const Tensor& h0, const Te
     for (int64_t k = 0; k < s.steps; ++k) {
       const int64_t t = s.time(k), n = s.sizes[t], row = t * B + r0;
       if (n == 0) continue;
-      gemm<S>(false, true, n, 3 * H, H, hptr, H, whh, H, S(0), rp, 3 * H);  // h W_hh^T
+      recurrent(hptr, n, rp, 3 * H, false);
       S* g = gates_p + row * 3 * H;
       S* optr = out_p + row * H;
       for (int64_t b = 0; b < n; ++b) {
@@ -106,14 +106,14 @@ std::vector<Tensor> gru_backward_impl(const Tensor& grad_out, const Tensor& grad
   Tensor dzx = at::zeros({T, B, 3 * H}, opts);  // d of the input part x_*
   Tensor dzh = at::zeros({T, B, 3 * H}, opts);  // d of the recurrent part h_*
   Tensor dh = grad_hn.clone();
-  const S* whh = w_hh.data_ptr<S>();
   const S* gop = grad_out.data_ptr<S>();
   const S* gates_p = gates.data_ptr<S>();
   const S* hn_p = hn_all.data_ptr<S>();
   const S* hprev_p = hprev.data_ptr<S>();
   S* dzx_p = dzx.data_ptr<S>();
   S* dzh_p = dzh.data_ptr<S>();
-  const RowBlocks blocks(sched, B, kMinBlockRows, B * 3 * H * H < kSerialGemmSize);
+  const StepLinear<S> recurrent_t(w_hh.t(), B);  // dzh W_hh
+  const RowBlocks blocks(sched, B, kMinBlockRows, B * 3 * H * H < kSerialGemmSize, recurrent_t.threaded());
   blocks.run([&](int64_t, int64_t r0, int64_t r1) {
     const Schedule s = sched.rows(r0, r1);
     std::vector<S> direct((r1 - r0) * H);  // dh_t * z, the path that skips the weights
@@ -128,7 +128,7 @@ std::vector<Tensor> gru_backward_impl(const Tensor& grad_out, const Tensor& grad
                             dhp + b * H, dzx_p + (row + b) * 3 * H, dzh_p + (row + b) * 3 * H, dd + b * H);
       }
       std::memcpy(dhp, dd, n * H * sizeof(S));
-      gemm<S>(false, false, n, H, 3 * H, dzh_p + row * 3 * H, 3 * H, whh, H, S(1), dhp, H);  // += dzh W_hh
+      recurrent_t(dzh_p + row * 3 * H, n, dhp, H, true);  // dh_{t-1} += dzh W_hh
     }
   });
   Tensor dzx2 = dzx.view({T * B, 3 * H}), dzh2 = dzh.view({T * B, 3 * H});

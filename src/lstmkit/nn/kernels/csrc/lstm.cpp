@@ -44,7 +44,9 @@ std::vector<Tensor> forward_impl(const Tensor& x, const Tensor& h0, const Tensor
   Tensor stats = V == kLayerNorm ? at::zeros({T, B, kStats}, opts) : Tensor();
   if constexpr (V == kLayerNorm) {
     at::mm_out(gates2, x2, w.w_ih.t());
-    normalize_rows<S>(gates.data_ptr<S>(), T * B, GH, GH, stats.data_ptr<S>(), kStats);
+    at::parallel_for(0, T * B, std::max<int64_t>(1, 8192 / GH), [&](int64_t r0, int64_t r1) {
+      normalize_rows<S>(gates.data_ptr<S>() + r0 * GH, r1 - r0, GH, GH, stats.data_ptr<S>() + r0 * kStats, kStats);
+    });
     gates2.mul_(*w.ln_ih);
     if (w.bias()) gates2.add_(*w.b_ih);
   } else if (w.bias()) {
@@ -56,15 +58,15 @@ std::vector<Tensor> forward_impl(const Tensor& x, const Tensor& h0, const Tensor
   Tensor cells = train ? at::empty({T, B, H}, opts) : Tensor();
   Tensor h = h0.clone(), c = c0.clone();
   const S* b_hh = V == kLayerNorm ? nullptr : cptr<S>(w.b_hh);  // layernorm adds it below
-  const S* w_hh = w.w_hh.data_ptr<S>();
-  const S* w_hr = w.proj() ? w.w_hr->data_ptr<S>() : nullptr;
   const S* ln_hh = cptr<S>(w.ln_hh);
   const S* b_hh_ln = cptr<S>(w.b_hh);
   S* gates_p = gates.data_ptr<S>();
   S* out_p = out.data_ptr<S>();
   S* cells_p = train ? cells.data_ptr<S>() : nullptr;
   S* stats_p = V == kLayerNorm ? stats.data_ptr<S>() : nullptr;
-  const RowBlocks blocks(sched, B, kMinBlockRows, B * GH * P < kSerialGemmSize);
+  const StepLinear<S> recurrent(w.w_hh, B);                                 // h W_hh^T
+  const std::optional<StepLinear<S>> project = w.proj() ? std::optional(StepLinear<S>(*w.w_hr, B)) : std::nullopt;
+  const RowBlocks blocks(sched, B, kMinBlockRows, B * GH * P < kSerialGemmSize, recurrent.threaded());
   blocks.run([&](int64_t, int64_t r0, int64_t r1) {
     const Schedule s = sched.rows(r0, r1);
     std::vector<S> hcell_buf(w.proj() ? (r1 - r0) * H : 0), a_buf(V == kLayerNorm ? (r1 - r0) * GH : 0);
@@ -78,16 +80,22 @@ std::vector<Tensor> forward_impl(const Tensor& x, const Tensor& h0, const Tensor
       S* out_t = out_p + row * P;
       S* st = V == kLayerNorm ? stats_p + row * kStats : nullptr;
       if constexpr (V == kLayerNorm) {
-        gemm<S>(false, true, n, GH, P, hp, P, w_hh, P, S(0), a, GH);  // a = h W_hh^T
-        normalize_rows<S>(a, n, GH, GH, st + 2, kStats);
-        for (int64_t b = 0; b < n; ++b) scale_shift_add<S>(GH, z + b * GH, a + b * GH, ln_hh, b_hh_ln);
+        recurrent(hp, n, a, GH, false);  // a = h W_hh^T
+        for_rows(blocks.size() == 1, n, GH, 0, [&](int64_t b0, int64_t b1, int64_t) {
+          normalize_rows<S>(a + b0 * GH, b1 - b0, GH, GH, st + b0 * kStats + 2, kStats);
+          for (int64_t b = b0; b < b1; ++b) scale_shift_add<S>(GH, z + b * GH, a + b * GH, ln_hh, b_hh_ln);
+        });
       } else {
-        gemm<S>(false, true, n, GH, P, hp, P, w_hh, P, S(1), z, GH);  // z += h W_hh^T
+        recurrent(hp, n, z, GH, true);  // z += h W_hh^T
       }
       S* hcell = w.proj() ? hcell_buf.data() : out_t;
-      forward_rows<S, V>(n, H, z, b_hh, cp, train ? cells_p + row * H : nullptr, hcell, cptr<S>(w.w_ch),
-                         cptr<S>(w.ln_c), cptr<S>(w.ln_c_bias), st);
-      if (w.proj()) gemm<S>(false, true, n, P, H, hcell, H, w_hr, H, S(0), out_t, P);  // h = m W_hr^T
+      S* cells_t = train ? cells_p + row * H : nullptr;
+      for_rows(blocks.size() == 1, n, GH, 0, [&](int64_t b0, int64_t b1, int64_t) {
+        forward_rows<S, V>(b1 - b0, H, z + b0 * GH, b_hh, cp + b0 * H, cells_t ? cells_t + b0 * H : nullptr,
+                           hcell + b0 * H, cptr<S>(w.w_ch), cptr<S>(w.ln_c), cptr<S>(w.ln_c_bias),
+                           st ? st + b0 * kStats : nullptr);
+      });
+      if (w.proj()) (*project)(hcell, n, out_t, P, false);  // h = m W_hr^T
       std::memcpy(hp, out_t, n * P * sizeof(S));
     }
   });
@@ -111,16 +119,17 @@ std::vector<Tensor> backward_impl(const Tensor& grad_out, const Tensor& grad_hn,
   Tensor dh = grad_hn.clone(), dc = grad_cn.clone();
   Tensor dh_out = w.proj() ? at::zeros({T, B, P}, opts) : Tensor();  // dL/dh_t, for dW_hr
   Tensor hcell_all = w.proj() ? at::zeros({T, B, H}, opts) : Tensor();
-  const RowBlocks blocks(sched, B, kMinBlockRows, B * GH * P < kSerialGemmSize);
-  // accumulated per block (blocks run in parallel), summed afterwards
-  const int64_t nb = blocks.size();
+  const StepLinear<S> recurrent_t(w.w_hh.t(), B);  // dz W_hh
+  const std::optional<StepLinear<S>> project_t =
+      w.proj() ? std::optional(StepLinear<S>(w.w_hr->t(), B)) : std::nullopt;  // dh W_hr
+  const RowBlocks blocks(sched, B, kMinBlockRows, B * GH * P < kSerialGemmSize, recurrent_t.threaded());
+  // accumulated per block or per thread (both run in parallel), summed afterwards
+  const int64_t nb = std::max<int64_t>(blocks.size(), at::get_num_threads());
   Tensor dpeep = V == kPeephole ? at::zeros({nb, 3, H}, opts) : Tensor();
   Tensor dlnc_w = V == kLayerNorm ? at::zeros({nb, H}, opts) : Tensor();
   Tensor dlnc_b = (V == kLayerNorm && w.bias()) ? at::zeros({nb, H}, opts) : Tensor();
   Tensor dln_hh = V == kLayerNorm ? at::zeros({nb, GH}, opts) : Tensor();
   auto ptr = [](Tensor& t, int64_t block, int64_t size) { return t.defined() ? t.data_ptr<S>() + block * size : nullptr; };
-  const S* w_hh = w.w_hh.data_ptr<S>();
-  const S* w_hr = w.proj() ? w.w_hr->data_ptr<S>() : nullptr;
   const S* c0p = c0.data_ptr<S>();
   const S* gop = grad_out.data_ptr<S>();
   const S* gates_p = gates.data_ptr<S>();
@@ -134,7 +143,7 @@ std::vector<Tensor> backward_impl(const Tensor& grad_out, const Tensor& grad_hn,
   blocks.run([&](int64_t block, int64_t r0, int64_t r1) {
     const Schedule s = sched.rows(r0, r1);
     const int64_t R = r1 - r0;
-    std::vector<S> dm(R * H), cprev(R * H), scratch(3 * H), xhat_row(V == kLayerNorm ? GH : 0);
+    std::vector<S> dm(R * H), cprev(R * H), scratch(nb * 3 * H), xhat_row(V == kLayerNorm ? nb * GH : 0);
     S* dhp = dh.data_ptr<S>() + r0 * P;
     S* dcp = dc.data_ptr<S>() + r0 * H;
     S* dmp = dm.data();
@@ -145,30 +154,37 @@ std::vector<Tensor> backward_impl(const Tensor& grad_out, const Tensor& grad_hn,
       add_to<S>(n * P, dhp, gop + row * P);  // dL/dh_t: from the output and from step t+1
       if (w.proj()) {
         std::memcpy(dh_out_p + row * P, dhp, n * P * sizeof(S));
-        gemm<S>(false, false, n, H, P, dhp, P, w_hr, H, S(0), dmp, H);  // dm = dh W_hr
+        (*project_t)(dhp, n, dmp, H, false);  // dm = dh W_hr
       } else {
         std::memcpy(dmp, dhp, n * H * sizeof(S));
       }
       if (nc > 0) std::memcpy(cprevp, cells_p + (s.time(k - 1) * B + r0) * H, nc * H * sizeof(S));
       if (n > nc) std::memcpy(cprevp + nc * H, c0p + (r0 + nc) * H, (n - nc) * H * sizeof(S));
       S* dzt = dz_p + row * GH;
-      backward_rows<S, V>(n, H, gates_p + row * GH, cells_p + row * H, cprevp, dmp, dcp, dzt,
-                          w.proj() ? hcell_p + row * H : nullptr, cptr<S>(w.w_ch), ptr(dpeep, block, 3 * H),
-                          cptr<S>(w.ln_c), cptr<S>(w.ln_c_bias), ptr(dlnc_w, block, H), ptr(dlnc_b, block, H),
-                          V == kLayerNorm ? stats_p + row * kStats : nullptr, scratch.data());
+      const bool parallel = blocks.size() == 1;
+      for_rows(parallel, n, GH, block, [&](int64_t b0, int64_t b1, int64_t slot) {
+        backward_rows<S, V>(b1 - b0, H, gates_p + (row + b0) * GH, cells_p + (row + b0) * H, cprevp + b0 * H,
+                            dmp + b0 * H, dcp + b0 * H, dzt + b0 * GH,
+                            w.proj() ? hcell_p + (row + b0) * H : nullptr, cptr<S>(w.w_ch), ptr(dpeep, slot, 3 * H),
+                            cptr<S>(w.ln_c), cptr<S>(w.ln_c_bias), ptr(dlnc_w, slot, H), ptr(dlnc_b, slot, H),
+                            V == kLayerNorm ? stats_p + (row + b0) * kStats : nullptr, scratch.data() + slot * 3 * H);
+      });
       if constexpr (V == kLayerNorm) {
         // d of the recurrent part before its normalisation, in place of ah[t]
         const S* st = stats_p + row * kStats;
         S* at_ = ah_p + row * GH;
-        for (int64_t b = 0; b < n; ++b) {
-          S* a = at_ + b * GH;
-          normalized_copy<S>(GH, a, st[b * kStats + 2], st[b * kStats + 3], xhat_row.data());
-          layer_norm_backward_row<S>(dzt + b * GH, xhat_row.data(), cptr<S>(w.ln_hh), st[b * kStats + 3], GH, a,
-                                     ptr(dln_hh, block, GH));
-        }
-        gemm<S>(false, false, n, P, GH, at_, GH, w_hh, P, S(0), dhp, P);  // dh_{t-1} = da W_hh
+        for_rows(parallel, n, GH, block, [&](int64_t b0, int64_t b1, int64_t slot) {
+          S* xh = xhat_row.data() + slot * GH;
+          for (int64_t b = b0; b < b1; ++b) {
+            S* a = at_ + b * GH;
+            normalized_copy<S>(GH, a, st[b * kStats + 2], st[b * kStats + 3], xh);
+            layer_norm_backward_row<S>(dzt + b * GH, xh, cptr<S>(w.ln_hh), st[b * kStats + 3], GH, a,
+                                       ptr(dln_hh, slot, GH));
+          }
+        });
+        recurrent_t(at_, n, dhp, P, false);  // dh_{t-1} = da W_hh
       } else {
-        gemm<S>(false, false, n, P, GH, dzt, GH, w_hh, P, S(0), dhp, P);  // dh_{t-1} = dz W_hh
+        recurrent_t(dzt, n, dhp, P, false);  // dh_{t-1} = dz W_hh
       }
     }
   });
@@ -186,17 +202,22 @@ std::vector<Tensor> backward_impl(const Tensor& grad_out, const Tensor& grad_hn,
   if constexpr (V == kLayerNorm) {
     // input part: recompute x W_ih^T, then the layer-norm backward row by row
     Tensor ax = at::mm(x2, w.w_ih.t());
-    dln_ih = at::zeros({GH}, opts);
+    const int64_t threads = at::get_num_threads();
+    Tensor dln_ih_slots = at::zeros({threads, GH}, opts);
+    std::vector<S> xhat_rows(threads * GH);
     const S* st = stats.data_ptr<S>();
-    std::vector<S> xhat_row(GH);
-    S* xh = xhat_row.data();
-    for (int64_t r = 0; r < T * B; ++r) {
-      S* a = ax.data_ptr<S>() + r * GH;
-      const S rstd = st[r * kStats + 1];
-      normalized_copy<S>(GH, a, st[r * kStats], rstd, xh);
-      layer_norm_backward_row<S>(dz2.data_ptr<S>() + r * GH, xh, cptr<S>(w.ln_ih), rstd, GH, a,
-                                 dln_ih.data_ptr<S>());
-    }
+    at::parallel_for(0, T * B, std::max<int64_t>(1, 8192 / GH), [&](int64_t r0, int64_t r1) {
+      const int64_t slot = at::get_thread_num();
+      S* xh = xhat_rows.data() + slot * GH;
+      for (int64_t r = r0; r < r1; ++r) {
+        S* a = ax.data_ptr<S>() + r * GH;
+        const S rstd = st[r * kStats + 1];
+        normalized_copy<S>(GH, a, st[r * kStats], rstd, xh);
+        layer_norm_backward_row<S>(dz2.data_ptr<S>() + r * GH, xh, cptr<S>(w.ln_ih), rstd, GH, a,
+                                   dln_ih_slots.data_ptr<S>() + slot * GH);
+      }
+    });
+    dln_ih = dln_ih_slots.sum(0);
     // padded rows have dz = 0, so their gradient is 0 as well
     dx_pre = ax;
   }
