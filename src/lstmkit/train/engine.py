@@ -3,8 +3,9 @@
 BPTT with gradient-norm clipping, the optimiser and schedule of the :class:`TrainConfig`, early
 stopping on the validation split, the best and the last checkpoint (Lightning writes them
 atomically: to a temporary file, then renamed), exact resume (optimiser, schedule, epoch, early
-stopping and the random generators), a NaN/Inf guard, a rich progress bar, CSV and TensorBoard
-logs. After training the best weights are restored into the module.
+stopping and the random generators), a NaN/Inf guard (in :class:`TaskModule`, before the update
+that would spread it), a rich progress bar, CSV and TensorBoard logs. After training the best
+weights are restored into the module.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import contextlib
 import logging
 import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,27 +22,28 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, RichProgressBar
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import Dataset, default_collate
 
 from lstmkit.errors import TrainingError
 from lstmkit.train.module import TaskModule
 
-__all__ = ["fit", "FitResult", "NaNGuard", "EpochSeededSampler", "make_loader", "quiet_lightning"]
+__all__ = ["fit", "FitResult", "EpochSeededSampler", "BatchStream", "quiet_lightning"]
 
 
-class EpochSeededSampler(Sampler[int]):
+class EpochSeededSampler:
     """Shuffles with a generator seeded by ``(seed, epoch)``: the order of epoch k is the same
     whether the run went straight through or was resumed (Lightning calls ``set_epoch``)."""
 
-    def __init__(self, size: int, seed: int) -> None:
-        self.size = size
-        self.seed = seed
+    def __init__(self, size: int, seed: int, shuffle: bool = True) -> None:
+        self.size, self.seed, self.shuffle = size, seed, shuffle
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[int]:
+        if not self.shuffle:
+            return iter(range(self.size))
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         return iter(torch.randperm(self.size, generator=generator).tolist())
 
@@ -49,37 +51,50 @@ class EpochSeededSampler(Sampler[int]):
         return self.size
 
 
-def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int, collate_fn: Any = None) -> DataLoader:
-    """A single-process DataLoader (the windows are views of tensors already in memory)."""
-    sampler = EpochSeededSampler(len(dataset), seed) if shuffle else None  # type: ignore[arg-type]
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False, num_workers=0,
-                      collate_fn=collate_fn)
+class BatchStream:
+    """Mini-batches of a dataset, handed to Lightning in chunks (see :mod:`lstmkit.train.module`).
 
+    The dataset should implement ``__getitems__(indices)`` returning a whole mini-batch (as
+    :class:`lstmkit.data.windows.WindowDataset` does); otherwise samples are collated with
+    ``collate_fn`` (default: ``torch.utils.data.default_collate``).
 
-class NaNGuard(Callback):
-    """Stops training with a clear :class:`TrainingError` when the loss stops being finite.
-
-    Raising (rather than asking the trainer to stop) keeps Lightning from writing a checkpoint of
-    the broken weights: the last good checkpoint stays the last one on disk.
+    Args:
+        dataset: the samples.
+        batch_size: samples per mini-batch (one optimiser step).
+        shuffle: a new order every epoch (seeded by ``seed`` and the epoch).
+        seed: the shuffling seed.
+        chunk: mini-batches per Lightning step.
+        collate_fn: how to assemble samples without ``__getitems__``.
     """
 
-    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
-        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        if loss is not None and not torch.isfinite(loss).all():
-            raise TrainingError(
-                f"the training loss became {float(loss)} at epoch {trainer.current_epoch}, batch {batch_idx}; "
-                "training stopped. Lower the learning rate, keep gradient clipping on, or check the data "
-                "for extreme values."
-            )
+    def __init__(self, dataset: Dataset, batch_size: int, shuffle: bool, seed: int = 0, chunk: int = 16,
+                 collate_fn: Callable[[list[Any]], Any] | None = None) -> None:
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.sampler = EpochSeededSampler(len(dataset), seed, shuffle)  # type: ignore[arg-type]
+        self.batch_sampler = None  # looked up by Lightning, as on a DataLoader
+        self.chunk = chunk
+        self.collate_fn = collate_fn or default_collate
 
-    def on_validation_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        value = trainer.callback_metrics.get("val_loss")
-        if value is not None and not math.isfinite(float(value)):
-            raise TrainingError(
-                f"the validation loss became {float(value)} at epoch {trainer.current_epoch}; training stopped. "
-                "Lower the learning rate or check the validation data."
-            )
+    @property
+    def optimizer_steps(self) -> int:
+        """Mini-batches per epoch."""
+        return math.ceil(len(self.sampler) / self.batch_size)
+
+    def __len__(self) -> int:
+        return math.ceil(self.optimizer_steps / self.chunk)
+
+    def _batch(self, indices: list[int]) -> Any:
+        getitems = getattr(self.dataset, "__getitems__", None)
+        if getitems is not None:
+            return getitems(indices)
+        return self.collate_fn([self.dataset[i] for i in indices])
+
+    def __iter__(self) -> Iterator[list[Any]]:
+        order = list(self.sampler)
+        batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        for start in range(0, len(batches), self.chunk):
+            yield [self._batch(indices) for indices in batches[start:start + self.chunk]]
 
 
 @dataclass
@@ -136,8 +151,8 @@ def _loggers(config, run_dir: Path) -> list[Any]:
 
 def fit(
     module: TaskModule,
-    train_loader: DataLoader,
-    val_loader: DataLoader | None,
+    train_loader: BatchStream,
+    val_loader: BatchStream | None,
     run_dir: str | Path,
     resume_from: str | Path | None = None,
 ) -> FitResult:
@@ -145,8 +160,8 @@ def fit(
 
     Args:
         module: the task's Lightning module (its network is trained in place).
-        train_loader: training batches.
-        val_loader: validation batches, or ``None`` (then the training loss picks the best epoch
+        train_loader: training mini-batches.
+        val_loader: validation mini-batches, or ``None`` (then the training loss picks the best epoch
             and early stopping watches it).
         run_dir: where checkpoints (``checkpoints/best.ckpt``, ``checkpoints/last.ckpt``) and logs go.
         resume_from: a checkpoint to continue from (exactly: optimiser, schedule, epoch, early
@@ -164,9 +179,10 @@ def fit(
     if config.num_threads is not None:
         torch.set_num_threads(config.num_threads)
     monitor = "val_loss" if val_loader is not None else "train_loss"
+    module.optimizer_steps_per_epoch = train_loader.optimizer_steps
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode="min",
                                  save_top_k=1, save_last=True, enable_version_counter=False)
-    callbacks: list[Callback] = [checkpoint, NaNGuard()]
+    callbacks: list[Callback] = [checkpoint]
     early = None
     if config.early_stopping_patience > 0:
         early = EarlyStopping(monitor=monitor, mode="min", patience=config.early_stopping_patience,
@@ -180,8 +196,6 @@ def fit(
             accelerator=config.accelerator,
             devices=config.devices,
             precision=config.precision,
-            gradient_clip_val=config.gradient_clip or None,
-            gradient_clip_algorithm="norm",
             callbacks=callbacks,
             logger=_loggers(config, run_dir) or False,
             enable_progress_bar=config.progress_bar,
