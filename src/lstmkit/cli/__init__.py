@@ -1,1 +1,1 @@
-"""lstmkit.cli."""
+"""The ``lstmkit`` command line."""

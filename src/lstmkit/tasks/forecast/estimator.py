@@ -26,7 +26,7 @@ from lstmkit.data.frames import Schema, Series, future_times, season_length_for,
 from lstmkit.data.windows import WindowDataset, window_origins
 from lstmkit.errors import ConfigError, DataError, NotFittedError, ShapeError
 from lstmkit.tasks.forecast.metrics import mase
-from lstmkit.tasks.forecast.model import TRANSFORMS, ForecastModule, ForecastNet, NetConfig
+from lstmkit.tasks.forecast.model import TRANSFORMS, ForecastEnsemble, ForecastModule, ForecastNet, NetConfig
 from lstmkit.train import BatchStream, TrainConfig, fit
 
 __all__ = ["LSTMForecaster", "DEFAULT_TRAINING"]
@@ -90,6 +90,8 @@ class LSTMForecaster:
         val_size: steps at the end of each series used for validation (early stopping and the
             choice of transform); default ``max(horizon, 10% of the shortest series)``.
         fill_missing: ``"error"`` or ``"interpolate"`` for missing values.
+        ensemble: networks trained per candidate from consecutive seeds; their forecasts are
+            averaged (fewer: faster; more: less variance from training).
         training: the engine settings (:class:`lstmkit.train.TrainConfig`).
         run_dir: where checkpoints and logs go (default: a temporary directory).
 
@@ -106,7 +108,7 @@ class LSTMForecaster:
                  hidden_size: int = 64, num_layers: int = 1, dropout: float = 0.0, transform: str = "auto",
                  mode: str = "direct", quantiles: tuple[float, ...] = (0.1, 0.5, 0.9), log: bool = False,
                  season_length: int | None = None, val_size: int | None = None, fill_missing: str = "error",
-                 training: TrainConfig | None = None, run_dir: str | Path | None = None) -> None:
+                 ensemble: int = 3, training: TrainConfig | None = None, run_dir: str | Path | None = None) -> None:
         self.horizon = horizon
         self.window = window
         self.cell = cell
@@ -120,6 +122,7 @@ class LSTMForecaster:
         self.season_length = season_length
         self.val_size = val_size
         self.fill_missing = fill_missing
+        self.ensemble = ensemble
         self.training = training
         self.run_dir = run_dir
 
@@ -129,7 +132,7 @@ class LSTMForecaster:
         """The constructor arguments (scikit-learn convention)."""
         return {name: getattr(self, name) for name in (
             "horizon", "window", "cell", "hidden_size", "num_layers", "dropout", "transform", "mode", "quantiles",
-            "log", "season_length", "val_size", "fill_missing", "training", "run_dir")}
+            "log", "season_length", "val_size", "fill_missing", "ensemble", "training", "run_dir")}
 
     def set_params(self, **params: Any) -> LSTMForecaster:
         unknown = sorted(set(params) - set(self.get_params()))
@@ -147,6 +150,7 @@ class LSTMForecaster:
             check_size("window", self.window)
         check_size("hidden_size", self.hidden_size)
         check_size("num_layers", self.num_layers)
+        check_size("ensemble", self.ensemble)
         check_probability("dropout", self.dropout, allow_one=False)
         lnn.get_variant(self.cell)
         if self.season_length is not None:
@@ -220,26 +224,31 @@ class LSTMForecaster:
             values, *window_origins(lengths, window, 1, [n - val_size for n in lengths]), window, 1, n_t, n_f)
 
         self.scores_: dict[str, float] = {}
-        best: tuple[float, ForecastNet, str, Any] | None = None
+        best: tuple[float, ForecastEnsemble, str, Any] | None = None
         with tempfile.TemporaryDirectory(prefix="lstmkit-") as scratch:
             root = Path(self.run_dir) if self.run_dir is not None else Path(scratch)
             for transform in candidates:
-                L.seed_everything(training.seed, verbose=False)
-                net = ForecastNet(NetConfig(n_t, n_p, n_f, window, self.horizon, quantiles, transform,
-                                            self.mode == "recursive", self.cell, self.hidden_size,
-                                            self.num_layers, float(self.dropout)))
-                module = ForecastModule(net, training)
-                result = fit(module, BatchStream(train_set, training.batch_size, True, training.seed),
-                             BatchStream(val_loss_set, 256, False),
-                             root / (f"transform-{transform}" if len(candidates) > 1 else "training"))
-                score = self._validation_mase(net, val_set, series, targets, scaler, val_size, season)
+                config = NetConfig(n_t, n_p, n_f, window, self.horizon, quantiles, transform,
+                                   self.mode == "recursive", self.cell, self.hidden_size, self.num_layers,
+                                   float(self.dropout))
+                ensemble = ForecastEnsemble(config, self.ensemble)
+                results = []
+                for k, member in enumerate(ensemble.members):
+                    seed = training.seed + k
+                    L.seed_everything(seed, verbose=False)
+                    member.load_state_dict(ForecastNet(config).state_dict())  # initialised from this seed
+                    run = root / f"{transform}-{k}"
+                    results.append(fit(ForecastModule(member, training.replace(seed=seed)),
+                                       BatchStream(train_set, training.batch_size, True, seed),
+                                       BatchStream(val_loss_set, 256, False), run))
+                score = self._validation_mase(ensemble, val_set, series, targets, scaler, val_size, season)
                 self.scores_[transform] = score
                 if best is None or score < best[0]:
-                    best = (score, net, transform, result)
+                    best = (score, ensemble, transform, results)
         assert best is not None
         self.network_ = best[1].eval()
         self.transform_ = best[2]
-        self.fit_result_ = best[3]
+        self.fit_results_ = best[3]
         self.schema_ = schema
         self.series_ids_ = [s.id for s in series]
         self.scaler_ = scaler
@@ -277,7 +286,7 @@ class LSTMForecaster:
             stds.append(np.where(std > 1e-12, std, 1.0))
         return _Scaler(np.stack(means), np.stack(stds))
 
-    def _validation_mase(self, net: ForecastNet, val_set: WindowDataset, series: list[Series],
+    def _validation_mase(self, net: ForecastEnsemble, val_set: WindowDataset, series: list[Series],
                          targets: list[np.ndarray], scaler: _Scaler, val_size: int, season: int) -> float:
         """Mean MASE over the validation windows, in original units."""
         net.eval()
@@ -362,36 +371,37 @@ class LSTMForecaster:
     def backtest(self, data: Any, start: int | None = None, step: int = 1) -> pd.DataFrame:
         """Rolling-origin forecasts over history, with the fitted model (no refitting).
 
-        From every origin ``start, start + step, ...`` (a position in each series; default: the
-        first step after the training data's validation part, or ``window`` for new data) the
-        ``horizon`` following steps are forecast from the ``window`` before the origin and set
-        against the actual values.
+        From every origin ``start, start + step, ...`` (a position in each series) the ``horizon``
+        following steps are forecast from the ``window`` before the origin and set against the
+        actual values.
 
         Args:
             data: history in the layout used in ``fit`` (covariates included).
-            start: the first origin, a 0-based position in each series (``>= window``).
+            start: the first origin, a 0-based position in each series (``>= window``); negative
+                counts from the end of each series (``-24``: the last 24 steps); default ``window``.
             step: steps between origins.
 
         Returns:
             a DataFrame with the series id column (for many series), ``origin`` (the time of the
-            last observed step), the time column, ``target``, ``forecast`` and ``actual``.
+            last observed step), the time column, ``target``, ``forecast``, the interval columns
+            and ``actual``.
         """
         self._check_fitted()
         schema: Schema = self.schema_
         series, _ = to_series(data, schema.target, schema.time, schema.series_id, schema.past_covariates,
                               schema.future_covariates, self.fill_missing)
-        first = self.window_ if start is None else start
-        if first < self.window_:
-            raise ConfigError(f"start={first} leaves less than a window ({self.window_} steps) before the first origin")
         if step < 1:
             raise ConfigError(f"step must be >= 1, got {step}")
         n_t = len(schema.target)
         frames = []
-        time_name = schema.time or ("step" if schema.time_kind == "int" else "time")
         for s in series:
             if s.id not in self.series_ids_:
                 raise DataError(f"series {s.id!r} was not seen in fit; known series: {self.series_ids_}")
             k = self.series_ids_.index(s.id)
+            first = self.window_ if start is None else (start if start >= 0 else len(s) + start)
+            if first < self.window_:
+                raise ConfigError(f"start={start} leaves series {s.id!r} less than a window ({self.window_} steps) "
+                                  "before the first origin")
             values = np.concatenate([s.target, s.past, s.future], axis=1)
             if self.log:
                 values[:, :n_t] = np.log(values[:, :n_t])
@@ -404,17 +414,15 @@ class LSTMForecaster:
                                     self.window_, self.horizon, n_t, len(schema.future_covariates))
             inputs, future, _, _ = dataset.__getitems__(range(len(dataset)))
             with torch.no_grad():
-                point = self.network_.eval()(inputs, future)[..., self.network_.config.point_index].numpy()
-            point = self.scaler_.invert(k, point, slice(0, n_t))  # (origins, H, n_t)
-            if self.log:
-                point = np.exp(point)
+                values = self._unscale(k, self.network_.eval()(inputs, future).numpy())  # (origins, H, n_t, Q)
             steps = origins[:, None] + np.arange(self.horizon)[None]  # (origins, H)
             for j, name in enumerate(schema.target):
+                columns = {key: column.ravel() for key, column in self._columns(values[:, :, j]).items()}
                 frame = pd.DataFrame({
                     "origin": np.repeat(s.time[origins - 1], self.horizon),
-                    time_name: s.time[steps.ravel()],
+                    self._time_name: s.time[steps.ravel()],
                     "target": name,
-                    "forecast": point[:, :, j].ravel(),
+                    **columns,
                     "actual": s.target[steps.ravel(), j],
                 })
                 if schema.series_id is not None:
@@ -449,29 +457,39 @@ class LSTMForecaster:
             blocks.append(block)
         return blocks
 
+    def _unscale(self, k: int, output: np.ndarray) -> np.ndarray:
+        """Network output ``(..., H, n_t, Q)`` of series ``k`` in scaled units -> original units."""
+        n_t = len(self.schema_.target)
+        values = np.stack([self.scaler_.invert(k, output[..., q], slice(0, n_t)) for q in range(output.shape[-1])],
+                          axis=-1)
+        return np.exp(values) if self.log else values
+
+    def _columns(self, values: np.ndarray) -> dict[str, np.ndarray]:
+        """``forecast`` and ``lower_XX``/``upper_XX`` columns from ``(..., Q)`` values."""
+        config = self.network_.config
+        columns = {"forecast": values[..., config.point_index]}
+        quantiles = config.quantiles
+        for low, high in zip(quantiles, reversed(quantiles)):
+            if low >= 0.5:
+                break
+            level = round(100 * (high - low))
+            columns[f"lower_{level}"] = values[..., quantiles.index(low)]
+            columns[f"upper_{level}"] = values[..., quantiles.index(high)]
+        return columns
+
+    @property
+    def _time_name(self) -> str:
+        schema: Schema = self.schema_
+        return schema.time or ("step" if schema.time_kind == "int" else "time")
+
     def _frame(self, ids: list[str], last_times: list[Any], output: np.ndarray) -> pd.DataFrame:
         schema: Schema = self.schema_
-        n_t = len(schema.target)
-        quantiles = self.network_.config.quantiles
         rows = []
-        time_name = schema.time or ("step" if schema.time_kind == "int" else "time")
         for s, (sid, last) in enumerate(zip(ids, last_times)):
-            k = self.series_ids_.index(sid)
-            values = np.stack([self.scaler_.invert(k, output[s, :, :, q], slice(0, n_t))
-                               for q in range(output.shape[-1])], axis=-1)  # (H, n_t, Q)
-            if self.log:
-                values = np.exp(values)
+            values = self._unscale(self.series_ids_.index(sid), output[s])  # (H, n_t, Q)
             times = future_times(last, schema.freq, schema.time_kind, self.horizon)
             for j, name in enumerate(schema.target):
-                part = {time_name: times, "target": name,
-                        "forecast": values[:, j, self.network_.config.point_index]}
-                for q_low, q_high in zip(quantiles, reversed(quantiles)):
-                    if q_low >= 0.5:
-                        break
-                    level = round(100 * (q_high - q_low))
-                    part[f"lower_{level}"] = values[:, j, quantiles.index(q_low)]
-                    part[f"upper_{level}"] = values[:, j, quantiles.index(q_high)]
-                frame = pd.DataFrame(part)
+                frame = pd.DataFrame({self._time_name: times, "target": name, **self._columns(values[:, j])})
                 if schema.series_id is not None:
                     frame.insert(0, schema.series_id, sid)
                 rows.append(frame)
@@ -495,6 +513,7 @@ class LSTMForecaster:
             "params": params,
             "training": (self.training or DEFAULT_TRAINING).to_dict(),
             "network": self.network_.config.to_dict(),
+            "members": len(self.network_.members),
             "schema": self.schema_.to_dict(),
             "series_ids": self.series_ids_,
             "last_time": [_time_to_json(t) for t in self.last_time_],
@@ -520,7 +539,7 @@ class LSTMForecaster:
         try:
             model = cls(**{**config["params"], "quantiles": tuple(config["params"]["quantiles"]),
                            "training": TrainConfig.from_dict(config["training"])})
-            net = ForecastNet(NetConfig.from_dict(config["network"]))
+            net = ForecastEnsemble(NetConfig.from_dict(config["network"]), int(config["members"]))
             state = {k[len("network."):]: v for k, v in tensors.items() if k.startswith("network.")}
             net.load_state_dict(state)
             model.network_ = net.eval()

@@ -27,7 +27,7 @@ import lstmkit.nn as lnn
 from lstmkit.errors import ConfigError
 from lstmkit.train import TaskModule, TrainConfig
 
-__all__ = ["TRANSFORMS", "NetConfig", "ForecastNet", "ForecastModule", "pinball"]
+__all__ = ["TRANSFORMS", "NetConfig", "ForecastNet", "ForecastEnsemble", "ForecastModule", "pinball"]
 
 TRANSFORMS = ("none", "difference", "instance")
 _EPS = 1e-5
@@ -156,6 +156,25 @@ class ForecastNet(nn.Module):
                 nxt[..., -self.config.n_future:] = future[:, k:k + 1]
             window = torch.cat([window[:, 1:], nxt], 1)
         return torch.cat(steps, 1)
+
+
+class ForecastEnsemble(nn.Module):
+    """The mean forecast (every quantile averaged) of networks of one structure trained from
+    different seeds: the variance of a single small network's training is the largest source of
+    error on short series.
+
+    Args:
+        config: the members' structure.
+        members: how many.
+    """
+
+    def __init__(self, config: NetConfig, members: int) -> None:
+        super().__init__()
+        self.config = config
+        self.members = nn.ModuleList(ForecastNet(config) for _ in range(members))
+
+    def forward(self, inputs: Tensor, future: Tensor) -> Tensor:
+        return torch.stack([member(inputs, future) for member in self.members]).mean(0)
 
 
 def pinball(prediction: Tensor, target: Tensor, quantiles: Tensor) -> Tensor:

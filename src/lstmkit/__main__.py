@@ -1,0 +1,5 @@
+"""``python -m lstmkit`` runs the command line."""
+
+from lstmkit.cli.main import main
+
+main()

@@ -1,0 +1,271 @@
+"""The ``lstmkit`` command: thin typer commands over the estimators.
+
+Every command that writes, writes a run directory (model, tables, plot, the settings used)
+under a temporary name and renames it into place at the end, so a failed run leaves nothing
+half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import uuid
+import warnings
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from lstmkit.errors import LstmkitError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="lstmkit",
+    help="LSTM networks for sequence data, trained right and judged against the classical methods.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+errors = Console(stderr=True)
+
+
+def _fail(message: str) -> None:
+    errors.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code=2)
+
+
+def read_table(data: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """A CSV/Parquet/JSON file, or a built-in dataset by name; with the dataset's defaults."""
+    from lstmkit.data import dataset_info, list_datasets, load_dataset
+
+    path = Path(data)
+    if path.is_file():
+        suffix = path.suffix.lower()
+        try:
+            if suffix in (".parquet", ".pq"):
+                return pd.read_parquet(path), {}
+            if suffix == ".json":
+                return pd.read_json(path), {}
+            return pd.read_csv(path), {}
+        except UnicodeDecodeError as error:
+            _fail(f"{path} is not UTF-8 text (undecodable byte at offset {error.start}); re-save it as UTF-8")
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as error:
+            _fail(f"cannot read {path}: {error}")
+    names = [info.name for info in list_datasets()]
+    if data in names:
+        info = dataset_info(data)
+        return load_dataset(data), {"target": info.target, "time": info.time_column,
+                                    "season_length": info.season_length}
+    _fail(f"no file or built-in dataset named {data!r}; built-in datasets: {', '.join(names)} "
+          "(see `lstmkit datasets`)")
+    raise AssertionError  # unreachable
+
+
+def _split_list(value: str | None) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else []
+
+
+def _run_dir(base: Path, name: str) -> tuple[Path, Path]:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    final = base / f"{name}-{stamp}"
+    while final.exists():
+        final = base / f"{name}-{stamp}-{uuid.uuid4().hex[:4]}"
+    tmp = base / f".{final.name}.tmp"
+    tmp.mkdir(parents=True)
+    return tmp, final
+
+
+def _metric_table(table: pd.DataFrame, title: str) -> Table:
+    view = Table(title=title, show_lines=False)
+    view.add_column("method")
+    for column in table.columns:
+        view.add_column(column.replace("_", " ").upper() if column != "smape" else "sMAPE %", justify="right")
+    best = table["mase"].idxmin()
+    for method, row in table.iterrows():
+        cells = [f"{value:.3f}" if pd.notna(value) else "-" for value in row]
+        style = "bold green" if method == best else ("bold" if method == "LSTM" else None)
+        view.add_row(str(method), *cells, style=style)
+    return view
+
+
+@app.command()
+def forecast(
+    data: Annotated[str, typer.Option(help="CSV/Parquet/JSON file, or a built-in dataset name.")],
+    horizon: Annotated[int, typer.Option(min=1, help="Steps to forecast.")],
+    target: Annotated[str | None, typer.Option(help="Column(s) to forecast, comma-separated.")] = None,
+    time: Annotated[str | None, typer.Option(help="Time column (default: the dataset's, else the row order).")] = None,
+    series_id: Annotated[str | None, typer.Option(help="Column that tells series apart (many series).")] = None,
+    past_covariates: Annotated[str | None, typer.Option(help="Comma-separated columns known up to the origin.")] = None,
+    future_covariates: Annotated[str | None, typer.Option(help="Comma-separated columns known ahead.")] = None,
+    future_data: Annotated[Path | None, typer.Option(help="Future covariates over the horizon (for the final "
+                                                           "forecast).")] = None,
+    test_size: Annotated[int | None, typer.Option(help="Held-out steps per series (default: horizon).")] = None,
+    window: Annotated[int | None, typer.Option(help="Past steps the network reads (default: automatic).")] = None,
+    cell: Annotated[str, typer.Option(help="LSTM variant: standard, vanilla, peephole, cifg, layernorm.")] = "standard",
+    hidden_size: Annotated[int, typer.Option(help="LSTM units.")] = 64,
+    num_layers: Annotated[int, typer.Option(help="Stacked LSTM layers.")] = 1,
+    dropout: Annotated[float, typer.Option(help="Dropout between layers.")] = 0.0,
+    transform: Annotated[str, typer.Option(help="auto, none, difference or instance.")] = "auto",
+    mode: Annotated[str, typer.Option(help="direct or recursive.")] = "direct",
+    quantiles: Annotated[str, typer.Option(help="Quantiles to predict, comma-separated ('' for points).")] =
+    "0.1,0.5,0.9",
+    log: Annotated[bool, typer.Option(help="Model the logarithm of the target.")] = False,
+    season_length: Annotated[int | None, typer.Option(help="Observations per season (default: inferred).")] = None,
+    fill_missing: Annotated[str, typer.Option(help="error or interpolate.")] = "error",
+    epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 300,
+    batch_size: Annotated[int, typer.Option(help="Windows per step.")] = 32,
+    learning_rate: Annotated[float, typer.Option(help="Adam learning rate.")] = 3e-3,
+    patience: Annotated[int, typer.Option(help="Early-stopping patience in epochs (0: off).")] = 30,
+    seed: Annotated[int, typer.Option(help="Random seed (CPU runs are reproducible).")] = 0,
+    runs: Annotated[Path, typer.Option(help="Where run directories go.")] = Path("runs"),
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = False,
+    tensorboard: Annotated[bool, typer.Option(help="Also write TensorBoard logs.")] = False,
+) -> None:
+    """Train an LSTM forecaster, compare it with the classical methods on a held-out split, and
+    write a run directory (model, forecasts, metrics, plot, settings).
+
+    Examples:
+
+      lstmkit forecast --data airline --horizon 12
+
+      lstmkit forecast --data sales.csv --target units --time date --series-id store --horizon 8
+    """
+    from lstmkit.tasks.forecast import LSTMForecaster
+    from lstmkit.tasks.forecast.evaluation import compare
+    from lstmkit.tasks.forecast.plot import plot_forecast
+    from lstmkit.train import TrainConfig
+
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in locals().items()
+                if k not in ("LSTMForecaster", "compare", "plot_forecast", "TrainConfig")}
+    table, defaults = read_table(data)
+    targets = _split_list(target) or ([defaults["target"]] if "target" in defaults else None)
+    time = time or defaults.get("time")
+    try:
+        model = LSTMForecaster(
+            horizon, window, cell=cell, hidden_size=hidden_size, num_layers=num_layers, dropout=dropout,
+            transform=transform, mode=mode, quantiles=tuple(float(q) for q in _split_list(quantiles)), log=log,
+            season_length=season_length or defaults.get("season_length"), fill_missing=fill_missing,
+            training=TrainConfig(max_epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                                 early_stopping_patience=patience, seed=seed, progress_bar=progress,
+                                 loggers=("csv", "tensorboard") if tensorboard else ("csv",)))
+        name = Path(data).stem if Path(data).is_file() else data
+        tmp, final = _run_dir(runs, f"forecast-{name}")
+        try:
+            model.run_dir = tmp / "training"
+            with console.status("training the LSTM and the baselines..."), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                result = compare(model, table, targets, time, series_id, _split_list(past_covariates),
+                                 _split_list(future_covariates), test_size)
+            future_table = pd.read_csv(future_data) if future_data is not None else None
+            schema = model.schema_
+            if schema.future_covariates and future_table is None:
+                future = pd.DataFrame()
+                console.print("[yellow]no --future-data: the forecast beyond the data needs the future covariates "
+                              "over the horizon; only the test comparison was made[/]")
+            else:
+                future = model.predict(table, future_covariates=future_table)
+            model.run_dir = None
+            model.save(tmp / "model")
+            shutil.rmtree(tmp / "training" / "checkpoints", ignore_errors=True)  # the model dir has the weights
+            lstm_test = result.forecasts[result.forecasts["method"] == "LSTM"]
+            lstm_test.drop(columns="method").to_csv(tmp / "test_forecasts.csv", index=False)
+            result.forecasts.to_csv(tmp / "test_forecasts_all_methods.csv", index=False)
+            if not future.empty:
+                future.to_csv(tmp / "forecast.csv", index=False)
+            metrics = {"test_size": result.test_size, "horizon": horizon, "season_length": result.season_length,
+                       "chosen_transform": model.transform_, "validation_mase": model.scores_,
+                       "methods": json.loads(result.table.to_json(orient="index"))}
+            (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+            (tmp / "config.json").write_text(json.dumps(settings, indent=2, default=str), encoding="utf-8")
+            time_column = model._time_name
+            history = table if time in table.columns else table.rename_axis(time_column).reset_index()
+            plot_forecast(history, time_column if time is None else time, schema.target[0], lstm_test, future,
+                          tmp / "forecast.png", f"{name}: {schema.target[0]}", series_id)
+            tmp.rename(final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    except LstmkitError as error:
+        _fail(str(error))
+        return
+    console.print(_metric_table(result.table, f"{name}: last {result.test_size} steps held out "
+                                              f"(MASE season {result.season_length})"))
+    verdict = "beats every baseline" if result.lstm_wins else f"does not beat {result.table['mase'].idxmin()}"
+    console.print(f"LSTM ({model.cell}, transform {model.transform_!r} chosen on validation) {verdict} on MASE.")
+    console.print(f"run directory: [bold]{final}[/]")
+
+
+@app.command()
+def predict(
+    model: Annotated[Path, typer.Option(help="A run directory (or its model/ directory).")],
+    data: Annotated[str, typer.Option(help="History in the layout used for training (CSV or dataset name).")],
+    future_data: Annotated[Path | None, typer.Option(help="Future covariates over the horizon.")] = None,
+    output: Annotated[Path | None, typer.Option(help="CSV to write (default: prediction.csv in the run "
+                                                     "directory).")] = None,
+) -> None:
+    """Forecast the horizon after the data with a saved model.
+
+    Example:
+
+      lstmkit predict --model runs/forecast-airline-20261122-120000 --data airline
+    """
+    from lstmkit.io import atomic_write_text
+    from lstmkit.tasks.forecast import LSTMForecaster
+
+    directory = model / "model" if (model / "model").is_dir() else model
+    table, _ = read_table(data)
+    try:
+        forecaster = LSTMForecaster.load(directory)
+        future = pd.read_csv(future_data) if future_data is not None else None
+        result = forecaster.predict(table, future_covariates=future)
+    except LstmkitError as error:
+        _fail(str(error))
+        return
+    target = output or (directory.parent / "prediction.csv" if directory.name == "model" else
+                        directory / "prediction.csv")
+    atomic_write_text(target, result.to_csv(index=False))
+    view = Table(title=f"forecast ({forecaster.horizon} steps)")
+    for column in result.columns:
+        view.add_column(str(column), justify="right")
+    for _, row in result.iterrows():
+        view.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row])
+    console.print(view)
+    console.print(f"written to [bold]{target}[/]")
+
+
+@app.command()
+def datasets() -> None:
+    """List the built-in datasets (they ship with lstmkit; nothing is downloaded).
+
+    Example:
+
+      lstmkit forecast --data sunspots --horizon 20
+    """
+    from lstmkit.data import list_datasets, load_dataset
+
+    view = Table(title="built-in datasets")
+    for column in ("name", "rows", "time", "target", "frequency", "season", "description"):
+        view.add_column(column)
+    for info in list_datasets():
+        view.add_row(info.name, str(len(load_dataset(info.name))), info.time_column, info.target, info.frequency,
+                     str(info.season_length), info.description.split(".")[0])
+    console.print(view)
+
+
+def main() -> None:
+    """Entry point of the ``lstmkit`` script."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        errors.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
