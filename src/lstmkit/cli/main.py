@@ -19,6 +19,7 @@ from typing import Annotated, Any
 import pandas as pd
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from lstmkit.errors import LstmkitError
@@ -37,7 +38,8 @@ errors = Console(stderr=True)
 
 
 def _fail(message: str) -> None:
-    errors.print(f"[bold red]error:[/] {message}")
+    # one line whatever the terminal width, and brackets in the message are text, not markup
+    errors.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code=2)
 
 
@@ -55,7 +57,13 @@ def read_table(data: str) -> tuple[pd.DataFrame, dict[str, Any]]:
                 return pd.read_json(path), {}
             return pd.read_csv(path), {}
         except UnicodeDecodeError as error:
-            _fail(f"{path} is not UTF-8 text (undecodable byte at offset {error.start}); re-save it as UTF-8")
+            # pandas decodes in chunks: its position is within a chunk, so find the byte in the file
+            try:
+                path.read_bytes().decode("utf-8")
+                offset = error.start
+            except UnicodeDecodeError as exact:
+                offset = exact.start
+            _fail(f"{path} is not UTF-8 text (undecodable byte at offset {offset}); re-save it as UTF-8")
         except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as error:
             _fail(f"cannot read {path}: {error}")
     names = [info.name for info in list_datasets()]
@@ -104,8 +112,9 @@ def forecast(
     series_id: Annotated[str | None, typer.Option(help="Column that tells series apart (many series).")] = None,
     past_covariates: Annotated[str | None, typer.Option(help="Comma-separated columns known up to the origin.")] = None,
     future_covariates: Annotated[str | None, typer.Option(help="Comma-separated columns known ahead.")] = None,
-    future_data: Annotated[Path | None, typer.Option(help="Future covariates over the horizon (for the final "
-                                                           "forecast).")] = None,
+    future_data: Annotated[Path | None, typer.Option(exists=True, dir_okay=False,
+                                                     help="Future covariates over the horizon (for the final "
+                                                          "forecast).")] = None,
     test_size: Annotated[int | None, typer.Option(help="Held-out steps per series (default: horizon).")] = None,
     window: Annotated[int | None, typer.Option(help="Past steps the network reads (default: automatic).")] = None,
     cell: Annotated[str, typer.Option(help="LSTM variant: standard, vanilla, peephole, cifg, layernorm.")] = "standard",
@@ -119,6 +128,7 @@ def forecast(
     log: Annotated[bool, typer.Option(help="Model the logarithm of the target.")] = False,
     season_length: Annotated[int | None, typer.Option(help="Observations per season (default: inferred).")] = None,
     fill_missing: Annotated[str, typer.Option(help="error or interpolate.")] = "error",
+    ensemble: Annotated[int, typer.Option(help="Networks trained from consecutive seeds and averaged.")] = 3,
     epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 300,
     batch_size: Annotated[int, typer.Option(help="Windows per step.")] = 32,
     learning_rate: Annotated[float, typer.Option(help="Adam learning rate.")] = 3e-3,
@@ -145,13 +155,17 @@ def forecast(
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in locals().items()
                 if k not in ("LSTMForecaster", "compare", "plot_forecast", "TrainConfig")}
     table, defaults = read_table(data)
+    try:
+        levels = tuple(float(q) for q in _split_list(quantiles))
+    except ValueError:
+        _fail(f"--quantiles must be numbers separated by commas, like 0.1,0.5,0.9; got {quantiles!r}")
     targets = _split_list(target) or ([defaults["target"]] if "target" in defaults else None)
     time = time or defaults.get("time")
     try:
         model = LSTMForecaster(
             horizon, window, cell=cell, hidden_size=hidden_size, num_layers=num_layers, dropout=dropout,
-            transform=transform, mode=mode, quantiles=tuple(float(q) for q in _split_list(quantiles)), log=log,
-            season_length=season_length or defaults.get("season_length"), fill_missing=fill_missing,
+            transform=transform, mode=mode, quantiles=levels, log=log,
+            season_length=season_length or defaults.get("season_length"), fill_missing=fill_missing, ensemble=ensemble,
             training=TrainConfig(max_epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                                  early_stopping_patience=patience, seed=seed, progress_bar=progress,
                                  loggers=("csv", "tensorboard") if tensorboard else ("csv",)))
@@ -186,6 +200,8 @@ def forecast(
             (tmp / "config.json").write_text(json.dumps(settings, indent=2, default=str), encoding="utf-8")
             time_column = model._time_name
             history = table if time in table.columns else table.rename_axis(time_column).reset_index()
+            if schema.time_kind == "datetime":  # dates read from a file stay text until parsed
+                history = history.assign(**{time_column: pd.to_datetime(history[time_column])})
             plot_forecast(history, time_column if time is None else time, schema.target[0], lstm_test, future,
                           tmp / "forecast.png", f"{name}: {schema.target[0]}", series_id)
             tmp.rename(final)
@@ -205,7 +221,8 @@ def forecast(
 def predict(
     model: Annotated[Path, typer.Option(help="A run directory (or its model/ directory).")],
     data: Annotated[str, typer.Option(help="History in the layout used for training (CSV or dataset name).")],
-    future_data: Annotated[Path | None, typer.Option(help="Future covariates over the horizon.")] = None,
+    future_data: Annotated[Path | None, typer.Option(exists=True, dir_okay=False,
+                                                     help="Future covariates over the horizon.")] = None,
     output: Annotated[Path | None, typer.Option(help="CSV to write (default: prediction.csv in the run "
                                                      "directory).")] = None,
 ) -> None:

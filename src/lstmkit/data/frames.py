@@ -27,7 +27,8 @@ __all__ = ["Schema", "Series", "to_series", "wide_to_long", "future_times", "sea
 FILL_MODES = ("error", "interpolate")
 
 # observations per seasonal cycle for common pandas frequencies (first letters of the alias)
-_SEASONS = {"H": 24, "h": 24, "D": 7, "B": 5, "W": 52, "M": 12, "MS": 12, "ME": 12, "Q": 4, "QS": 4, "QE": 4}
+_SEASONS = {"H": 24, "h": 24, "D": 7, "B": 5, "C": 5, "W": 52, "M": 12, "MS": 12, "ME": 12, "Q": 4, "QS": 4,
+            "QE": 4, "BH": 8, "bh": 8}
 
 
 @dataclass
@@ -74,11 +75,13 @@ class Series:
         return len(self.target)
 
 
-def _as_frame(data: Any, target: str | Sequence[str] | None) -> tuple[pd.DataFrame, list[str]]:
+def _as_frame(data: Any, target: str | Sequence[str] | None,
+              other_roles: Sequence[str] = ()) -> tuple[pd.DataFrame, list[str]]:
     if isinstance(data, pd.DataFrame):
         frame = data
         if target is None:
-            numeric = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])]
+            numeric = [c for c in frame.columns
+                       if pd.api.types.is_numeric_dtype(frame[c]) and str(c) not in other_roles]
             if len(numeric) != 1:
                 raise ConfigError(
                     f"the data has {len(frame.columns)} columns ({', '.join(map(str, frame.columns))}); "
@@ -180,19 +183,30 @@ def _time_index(frame: pd.DataFrame, time: str | None, name: str, rows: np.ndarr
     return index, kind
 
 
-def _frequency(index: pd.Index, kind: str, name: str) -> str | int | None:
+def _frequency(index: pd.Index, kind: str, name: str, rows: np.ndarray) -> str | int | None:
     if len(index) < 3:
         return None
     if kind == "int":
-        steps = np.unique(np.diff(index.to_numpy()))
+        diffs = np.diff(index.to_numpy())
+        steps = np.unique(diffs)
         if len(steps) != 1:
+            k = int(np.flatnonzero(diffs != diffs[0])[0]) + 1
             raise DataError(f"the integer time steps of series {name!r} are not evenly spaced (steps "
-                            f"{steps[:5].tolist()}); fill the gaps first")
+                            f"{steps[:5].tolist()}): row {int(rows[k])} ({index[k]}) is {diffs[k - 1]} after the "
+                            f"previous row, the first rows are {diffs[0]} apart; fill the gaps first")
         return int(steps[0])
     freq = pd.infer_freq(index)
     if freq is None:
+        where = ""
+        first = pd.infer_freq(index[:3])
+        if first is not None:  # the first row that breaks the spacing of the first three
+            expected = pd.date_range(index[0], periods=len(index), freq=first)
+            broken = np.flatnonzero(np.asarray(index != expected))
+            if len(broken):
+                k = int(broken[0])
+                where = f"; row {int(rows[k])} ({index[k]}) breaks the {first!r} spacing of the first rows"
         raise DataError(f"the time stamps of series {name!r} are not regularly spaced ({index[0]}, {index[1]}, "
-                        f"{index[2]}, ...); resample the data to a fixed frequency first")
+                        f"{index[2]}, ...){where}; resample the data to a fixed frequency first")
     return freq
 
 
@@ -231,8 +245,9 @@ def to_series(
     """
     if fill_missing not in FILL_MODES:
         raise ConfigError(f"fill_missing must be one of {FILL_MODES}, got {fill_missing!r}")
-    frame, targets = _as_frame(data, target)
     past, future = [str(c) for c in past_covariates], [str(c) for c in future_covariates]
+    keys = [c for c in (time, series_id) if c is not None]
+    frame, targets = _as_frame(data, target, keys + past + future)
     roles = {"target": targets, "past covariate": past, "future covariate": future}
     for role, columns in roles.items():
         _check_columns(frame, columns, role)
@@ -240,13 +255,17 @@ def to_series(
         _check_columns(frame, [time], "time")
     if series_id is not None:
         _check_columns(frame, [series_id], "series id")
-    used = targets + past + future
+    used = targets + past + future + keys
     if len(set(used)) != len(used):
         raise ConfigError(f"a column cannot play two roles: targets {targets}, past covariates {past}, "
-                          f"future covariates {future}")
+                          f"future covariates {future}, time {time!r}, series id {series_id!r}")
     if len(frame) == 0:
         raise DataError("the data has no rows")
     rows = np.arange(len(frame))
+    if series_id is not None and frame[series_id].isna().any():
+        position = int(np.flatnonzero(frame[series_id].isna().to_numpy())[0])
+        raise DataError(f"series id column {series_id!r} is missing at row {position} "
+                        f"({int(frame[series_id].isna().sum())} row(s) in all); every row needs its series")
     groups = [(str(key), idx) for key, idx in frame.groupby(series_id, sort=False).indices.items()] \
         if series_id is not None else [("series", rows)]
     series: list[Series] = []
@@ -254,7 +273,7 @@ def to_series(
     for name, idx in groups:
         part = frame.iloc[idx]
         index, kind = _time_index(part, time, name, idx)
-        freq = _frequency(index, kind, name)
+        freq = _frequency(index, kind, name, idx)
         kinds.add(kind)
         if freq is not None:
             freqs.add(freq)
@@ -303,4 +322,6 @@ def season_length_for(freq: str | int | None) -> int:
     if not isinstance(freq, str):
         return 1
     base = freq.split("-")[0].lstrip("0123456789")
+    while base not in _SEASONS and len(base) > 1 and base[0] in "BC":
+        base = base[1:]  # business / custom-business months and quarters ("BMS", "CBME") are still months
     return _SEASONS.get(base, _SEASONS.get(base[:1], 1))

@@ -38,7 +38,7 @@ def window_origins(lengths: Sequence[int], window: int, horizon: int, first_targ
         ([0, 1, 2, 6, 7], [0, 0, 0, 1, 1])
     """
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    firsts = [first_target] * len(lengths) if isinstance(first_target, int) else list(first_target)
+    firsts = [int(first_target)] * len(lengths) if np.ndim(first_target) == 0 else list(first_target)
     lasts = list(lengths) if last_target is None else list(last_target)
     origins, series = [], []
     for k, (offset, first, last) in enumerate(zip(offsets, firsts, lasts)):

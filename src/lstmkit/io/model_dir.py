@@ -96,6 +96,7 @@ def save_model_dir(path: str | Path, kind: str, config: dict[str, Any], tensors:
     tmp = path.parent / f".{path.name}.tmp-{tag}"
     old = path.parent / f".{path.name}.old-{tag}"
     tmp.mkdir()
+    moved_away = False
     try:
         (tmp / CONFIG_FILE).write_text(text, encoding="utf-8")
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp / WEIGHTS_FILE),
@@ -105,8 +106,14 @@ def save_model_dir(path: str | Path, kind: str, config: dict[str, Any], tensors:
                 os.fsync(handle.fileno())
         if path.exists():
             os.replace(path, old)
+            moved_away = True
         os.replace(tmp, path)
+        moved_away = False
         _fsync_dir(path.parent)
+    except BaseException:
+        if moved_away:  # the new model did not take its place: put the old one back
+            os.replace(old, path)
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
@@ -125,7 +132,8 @@ def load_model_dir(path: str | Path, kind: str) -> tuple[dict[str, Any], dict[st
     """
     path = Path(path)
     if not path.is_dir():
-        raise ModelFileError(f"{path} is not a directory; expected an lstmkit model directory "
+        problem = "is not a directory" if path.exists() else "does not exist"
+        raise ModelFileError(f"{path} {problem}; expected an lstmkit model directory "
                              f"(with {CONFIG_FILE} and {WEIGHTS_FILE})")
     config_path, weights_path = path / CONFIG_FILE, path / WEIGHTS_FILE
     for required in (config_path, weights_path):
@@ -143,7 +151,7 @@ def load_model_dir(path: str | Path, kind: str) -> tuple[dict[str, Any], dict[st
     version = document.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
         raise ModelFileError(
-            f"{path} was written in lstmkit model format {version!r} (by lstmkit "
+            f"{path} is from another version of lstmkit: it was written in model format {version!r} (by lstmkit "
             f"{document.get('lstmkit_version', '?')}); this lstmkit reads format {FORMAT_VERSION}. Upgrade lstmkit "
             "or retrain the model with this version")
     if document.get("kind") != kind:

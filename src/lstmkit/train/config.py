@@ -84,9 +84,12 @@ class TrainConfig:
             raise ConfigError(f"unknown optimizer={self.optimizer!r}; expected one of {', '.join(OPTIMIZERS)}")
         if self.lr_schedule not in SCHEDULES:
             raise ConfigError(f"unknown lr_schedule={self.lr_schedule!r}; expected one of {', '.join(SCHEDULES)}")
+        if isinstance(self.loggers, str):  # would otherwise be read letter by letter
+            raise ConfigError(f"loggers must be a tuple of names, got the string {self.loggers!r}; "
+                              f"write loggers=({self.loggers!r},)")
         unknown = [name for name in self.loggers if name not in ("csv", "tensorboard")]
         if unknown:
-            raise ConfigError(f"unknown logger(s) {unknown}; expected 'csv' and/or 'tensorboard'")
+            raise ConfigError(f"unknown loggers {unknown}; expected 'csv' and/or 'tensorboard'")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable copy (tuples become lists)."""

@@ -24,7 +24,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, RichProgressBar
 from torch.utils.data import Dataset, default_collate
 
-from lstmkit.errors import TrainingError
+from lstmkit.errors import DataError, TrainingError
 from lstmkit.train.module import TaskModule
 
 __all__ = ["fit", "FitResult", "EpochSeededSampler", "BatchStream", "quiet_lightning"]
@@ -65,13 +65,16 @@ class BatchStream:
         seed: the shuffling seed.
         chunk: mini-batches per Lightning step.
         collate_fn: how to assemble samples without ``__getitems__``.
+        sampler: the order of the samples (default: shuffled by ``seed`` and the epoch, or in
+            order without ``shuffle``).
     """
 
     def __init__(self, dataset: Dataset, batch_size: int, shuffle: bool, seed: int = 0, chunk: int = 16,
-                 collate_fn: Callable[[list[Any]], Any] | None = None) -> None:
+                 collate_fn: Callable[[list[Any]], Any] | None = None, sampler: Any = None) -> None:
         self.dataset = dataset
         self.batch_size = batch_size
-        self.sampler = EpochSeededSampler(len(dataset), seed, shuffle)  # type: ignore[arg-type]
+        # any index sampler with set_epoch (a BucketSampler groups similar lengths)
+        self.sampler = sampler if sampler is not None else EpochSeededSampler(len(dataset), seed, shuffle)  # type: ignore[arg-type]
         self.batch_sampler = None  # looked up by Lightning, as on a DataLoader
         self.chunk = chunk
         self.collate_fn = collate_fn or default_collate
@@ -165,17 +168,24 @@ def fit(
             and early stopping watches it).
         run_dir: where checkpoints (``checkpoints/best.ckpt``, ``checkpoints/last.ckpt``) and logs go.
         resume_from: a checkpoint to continue from (exactly: optimiser, schedule, epoch, early
-            stopping and random generators are restored).
+            stopping and random generators are restored). Without it the random generators are
+            seeded with the config's ``seed``.
 
     Returns:
         a :class:`FitResult`.
 
     Raises:
+        DataError: the training (or the given validation) loader has no samples.
         TrainingError: when the loss became NaN or infinite; the best weights so far are restored
             into the module first and the checkpoints of the good epochs stay on disk.
     """
     config = module.config
     run_dir = Path(run_dir)
+    # Lightning would run zero steps (or never see the monitored loss) without a word
+    if len(train_loader) == 0:
+        raise DataError("the training loader has no samples; nothing to train on")
+    if val_loader is not None and len(val_loader) == 0:
+        raise DataError("the validation loader has no samples; pass val_loader=None to monitor the training loss")
     if config.num_threads is not None:
         torch.set_num_threads(config.num_threads)
     monitor = "val_loss" if val_loader is not None else "train_loss"
@@ -204,6 +214,9 @@ def fit(
             log_every_n_steps=1,
             default_root_dir=run_dir,
         )
+        # the config's seed decides dropout and any other draw during training, whatever the caller
+        # did with the generators before; a resumed run then takes their state from the checkpoint
+        L.seed_everything(config.seed, verbose=False)
         try:
             trainer.fit(module, train_loader, val_loader, ckpt_path=resume_from, weights_only=True)
         except TrainingError as error:

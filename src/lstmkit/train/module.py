@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from lstmkit.errors import TrainingError
+from lstmkit.errors import ConfigError, TrainingError
 from lstmkit.train.config import TrainConfig
 
 __all__ = ["TaskModule", "rng_state", "set_rng_state"]
@@ -165,5 +165,21 @@ class TaskModule(L.LightningModule):
         checkpoint["lstmkit_rng"] = rng_state()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._check_planned_schedule(checkpoint.get("lr_schedulers") or [])
         if "lstmkit_rng" in checkpoint:
             set_rng_state(checkpoint["lstmkit_rng"])
+
+    def _check_planned_schedule(self, states: list[dict[str, Any]]) -> None:
+        """Cosine and one-cycle schedules span the run they were planned for; resuming one with
+        another length would go on with the old plan (cosine climbs again, one-cycle fails)."""
+        c = self.config
+        planned = {"cosine": ("T_max", c.max_epochs, "epochs"),
+                   "onecycle": ("total_steps", c.max_epochs * self.optimizer_steps_per_epoch, "steps")}
+        if c.lr_schedule not in planned or not states:
+            return
+        key, length, unit = planned[c.lr_schedule]
+        if states[0].get(key) != length:
+            raise ConfigError(
+                f"the checkpoint's learning-rate schedule was planned for {states[0].get(key)} {unit} but this "
+                f"{c.lr_schedule} run plans {length} {unit} (max_epochs={c.max_epochs}); resume with the settings "
+                "and data the run started with, or start a new run")

@@ -157,6 +157,9 @@ class LSTMForecaster:
             check_size("season_length", self.season_length)
         if self.val_size is not None:
             check_size("val_size", self.val_size)
+            if isinstance(self.horizon, int) and self.val_size < self.horizon:
+                raise ConfigError(f"val_size={self.val_size} is shorter than the horizon ({self.horizon}): validation "
+                                  "forecasts whole horizons; use val_size >= horizon")
         if self.mode not in ("direct", "recursive"):
             raise ConfigError(f"mode must be 'direct' or 'recursive', got {self.mode!r}")
         if self.transform != "auto" and self.transform not in TRANSFORMS:
@@ -201,6 +204,7 @@ class LSTMForecaster:
         val_size = self.val_size or max(self.horizon, shortest // 10)
         window = self.window or self._default_window(season, shortest, val_size)
         self._check_lengths(series, window, val_size)
+        self._check_mase_defined(series, val_size, season, schema.target)
         targets = [s.target for s in series]
         if self.log:
             for s, values in zip(series, targets):
@@ -277,6 +281,21 @@ class LSTMForecaster:
                 )
 
     @staticmethod
+    def _check_mase_defined(series: list[Series], val_size: int, season: int, names: list[str]) -> None:
+        """The validation MASE (which picks the transform) needs a non-zero seasonal naive error on
+        every training part: say so before training, not after."""
+        for s in series:
+            train = s.target[: len(s) - val_size]
+            if len(train) <= season:
+                raise DataError(f"series {s.id!r} has {len(train)} training steps, not more than a season "
+                                f"({season}); use a smaller season_length or val_size")
+            flat = np.abs(train[season:] - train[:-season]).mean(axis=0) == 0
+            if flat.any():
+                raise DataError(f"target {names[int(np.flatnonzero(flat)[0])]!r} of series {s.id!r} is constant or "
+                                f"exactly periodic (season {season}) on its training part: the seasonal naive "
+                                "forecast is exact there and no model can be judged against it (MASE is undefined)")
+
+    @staticmethod
     def _fit_scaler(series: list[Series], targets: list[np.ndarray], val_size: int) -> _Scaler:
         means, stds = [], []
         for s, t in zip(series, targets):
@@ -337,6 +356,7 @@ class LSTMForecaster:
         else:
             series, new_schema = to_series(data, schema.target, schema.time, schema.series_id,
                                            schema.past_covariates, schema.future_covariates, self.fill_missing)
+            self._check_time_layout(new_schema)
             ids = [s.id for s in series]
             unknown = [i for i in ids if i not in self.series_ids_]
             if unknown:
@@ -388,8 +408,9 @@ class LSTMForecaster:
         """
         self._check_fitted()
         schema: Schema = self.schema_
-        series, _ = to_series(data, schema.target, schema.time, schema.series_id, schema.past_covariates,
-                              schema.future_covariates, self.fill_missing)
+        series, new_schema = to_series(data, schema.target, schema.time, schema.series_id, schema.past_covariates,
+                                       schema.future_covariates, self.fill_missing)
+        self._check_time_layout(new_schema)
         if step < 1:
             raise ConfigError(f"step must be >= 1, got {step}")
         n_t = len(schema.target)
@@ -404,6 +425,8 @@ class LSTMForecaster:
                                   "before the first origin")
             values = np.concatenate([s.target, s.past, s.future], axis=1)
             if self.log:
+                if (values[:, :n_t] <= 0).any():
+                    raise DataError(f"the model forecasts the log of the target, but series {s.id!r} has values <= 0")
                 values[:, :n_t] = np.log(values[:, :n_t])
             scaled = torch.from_numpy(self.scaler_.apply(k, values).astype(np.float32))
             origins = np.arange(first, len(s) - self.horizon + 1, step)
@@ -430,6 +453,17 @@ class LSTMForecaster:
                 frames.append(frame)
         return pd.concat(frames, ignore_index=True)
 
+    def _check_time_layout(self, new: Schema) -> None:
+        """New data must have the kind of time stamps and the frequency the model was fitted on."""
+        fitted: Schema = self.schema_
+        same_freq = new.freq is None or new.freq == fitted.freq or (
+            isinstance(new.freq, str) and isinstance(fitted.freq, str)
+            and pd.tseries.frequencies.to_offset(new.freq) == pd.tseries.frequencies.to_offset(fitted.freq))
+        if new.time_kind != fitted.time_kind or not same_freq:
+            raise DataError(f"the data has {new.time_kind} time stamps with frequency {new.freq!r}, but the model "
+                            f"was fitted on {fitted.time_kind} time stamps with frequency {fitted.freq!r}; pass data "
+                            "in the layout used in fit")
+
     def _future_block(self, ids: list[str], future_covariates: pd.DataFrame | None) -> list[np.ndarray]:
         schema: Schema = self.schema_
         columns = schema.future_covariates
@@ -440,9 +474,10 @@ class LSTMForecaster:
         if future_covariates is None:
             raise DataError(f"the model uses future covariates {columns}; pass their {self.horizon} values per "
                             f"series over the horizon as future_covariates=")
-        missing = [c for c in columns if c not in future_covariates.columns]
+        needed = columns + ([schema.series_id] if schema.series_id is not None else [])
+        missing = [c for c in needed if c not in future_covariates.columns]
         if missing:
-            raise DataError(f"future_covariates lacks column(s) {missing}; it needs {columns}")
+            raise DataError(f"future_covariates lacks column(s) {missing}; it needs {needed}")
         blocks = []
         for sid in ids:
             part = future_covariates
@@ -451,7 +486,10 @@ class LSTMForecaster:
             if len(part) != self.horizon:
                 raise ShapeError(f"future_covariates has {len(part)} rows for series {sid!r}; it needs exactly "
                                  f"horizon = {self.horizon}")
-            block = part[columns].to_numpy(dtype=np.float64)
+            try:
+                block = part[columns].to_numpy(dtype=np.float64)
+            except (TypeError, ValueError) as error:
+                raise DataError(f"future_covariates of series {sid!r} has non-numeric values ({error})") from None
             if not np.isfinite(block).all():
                 raise DataError(f"future_covariates of series {sid!r} has missing or infinite values")
             blocks.append(block)
@@ -539,7 +577,11 @@ class LSTMForecaster:
         try:
             model = cls(**{**config["params"], "quantiles": tuple(config["params"]["quantiles"]),
                            "training": TrainConfig.from_dict(config["training"])})
-            net = ForecastEnsemble(NetConfig.from_dict(config["network"]), int(config["members"]))
+            model._validate_params()
+            net_config = NetConfig.from_dict(config["network"])
+            if net_config.horizon != model.horizon:
+                raise ValueError(f"the network forecasts {net_config.horizon} steps but horizon is {model.horizon}")
+            net = ForecastEnsemble(net_config, int(config["members"]))
             state = {k[len("network."):]: v for k, v in tensors.items() if k.startswith("network.")}
             net.load_state_dict(state)
             model.network_ = net.eval()

@@ -1,0 +1,216 @@
+"""The ``lstmkit`` command: help, datasets, forecast (a run directory), predict, and one-line errors."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from lstmkit.cli.main import app
+from lstmkit.tasks.forecast import LSTMForecaster
+
+runner = CliRunner()
+FAST = ["--epochs", "3", "--hidden-size", "4", "--transform", "none", "--ensemble", "1"]
+METHODS = {"LSTM", "naive", "seasonal_naive", "auto_ets", "auto_arima"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # tiny networks: a second intra-op thread only waits (and spins for long on a busy machine)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def sales_csv(path) -> pd.DataFrame:
+    t = np.arange(60)
+    frame = pd.DataFrame({"day": pd.date_range("2021-01-01", periods=60, freq="D"),
+                          "sales": 20 + np.sin(t / 2) + 0.1 * t, "weekday": (t % 7).astype(float)})
+    frame.to_csv(path, index=False)
+    return frame
+
+
+def only_run(runs: Path) -> Path:
+    """The one run directory written, with nothing else (no temporary directory) beside it."""
+    entries = list(runs.iterdir())
+    assert len(entries) == 1 and entries[0].is_dir() and not entries[0].name.startswith("."), entries
+    return entries[0]
+
+
+def assert_failed(result, message: str, runs=None) -> None:
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert message in lines[0], lines[0]
+    assert "Traceback" not in result.output
+    if runs is not None:
+        assert not runs.exists() or list(runs.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """One forecast run on a small CSV."""
+    root = tmp_path_factory.mktemp("cli")
+    frame = sales_csv(root / "sales.csv")
+    result = runner.invoke(app, ["forecast", "--data", str(root / "sales.csv"), "--target", "sales", "--time", "day",
+                                 "--horizon", "4", "--runs", str(root / "runs"), *FAST])
+    return result, root, frame
+
+
+def test_help_of_every_command_shows_examples():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0 and all(name in result.output for name in ("forecast", "predict", "datasets"))
+    for command, example in [("forecast", "lstmkit forecast --data airline --horizon 12"),
+                             ("predict", "lstmkit predict --model runs/"),
+                             ("datasets", "lstmkit forecast --data sunspots --horizon 20")]:
+        result = runner.invoke(app, [command, "--help"])
+        assert result.exit_code == 0, result.output
+        assert "Example" in result.output and example in result.output
+    assert "--ensemble" in runner.invoke(app, ["forecast", "--help"]).output
+
+
+def test_python_dash_m_lstmkit():
+    done = subprocess.run([sys.executable, "-m", "lstmkit", "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Usage" in done.stdout and "forecast" in done.stdout and "datasets" in done.stdout
+
+
+def test_datasets_lists_the_builtin_ones():
+    result = runner.invoke(app, ["datasets"])
+    assert result.exit_code == 0
+    for name, rows in (("airline", "144"), ("sine", "1000"), ("sunspots", "309")):
+        line = next(line for line in result.output.splitlines() if f" {name} " in line)
+        assert rows in line
+
+
+def test_forecast_writes_a_complete_run_directory(run):
+    result, root, frame = run
+    assert result.exit_code == 0, result.output
+    for method in METHODS:
+        assert method in result.output
+    assert "MASE" in result.output and "run directory:" in result.output
+    directory = only_run(root / "runs")
+    assert directory.name.startswith("forecast-sales-")
+    assert {"model", "forecast.csv", "test_forecasts.csv", "metrics.json", "forecast.png", "config.json"} <= {
+        p.name for p in directory.iterdir()}
+    assert sorted(p.name for p in (directory / "model").iterdir()) == ["config.json", "model.safetensors"]
+
+    forecast = pd.read_csv(directory / "forecast.csv", parse_dates=["day"])
+    assert forecast.columns.tolist() == ["day", "target", "forecast", "lower_80", "upper_80"]
+    assert list(forecast["day"]) == list(pd.date_range("2021-03-02", periods=4, freq="D"))
+    test = pd.read_csv(directory / "test_forecasts.csv", parse_dates=["day"])
+    assert len(test) == 4 and list(test["day"]) == list(frame["day"][-4:])
+    np.testing.assert_allclose(test["actual"], frame["sales"][-4:])
+
+    metrics = json.loads((directory / "metrics.json").read_text())
+    assert set(metrics["methods"]) == METHODS
+    assert metrics["test_size"] == 4 and metrics["horizon"] == 4 and metrics["chosen_transform"] == "none"
+    for scores in metrics["methods"].values():
+        assert {"mae", "rmse", "smape", "mase", "coverage_80"} <= set(scores)
+        assert np.isfinite(scores["mase"]) and scores["mase"] > 0
+    settings = json.loads((directory / "config.json").read_text())
+    assert settings["horizon"] == 4 and settings["ensemble"] == 1 and settings["epochs"] == 3
+    assert settings["target"] == "sales" and settings["time"] == "day"
+
+    png = (directory / "forecast.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    import matplotlib.image
+
+    image = matplotlib.image.imread(directory / "forecast.png")
+    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+
+    # the saved model is the one that made forecast.csv
+    model = LSTMForecaster.load(directory / "model")
+    assert model.ensemble == 1 and len(model.network_.members) == 1 and model.hidden_size == 4
+    again = model.predict(pd.read_csv(root / "sales.csv"))
+    np.testing.assert_allclose(again["forecast"], forecast["forecast"], rtol=1e-6)
+
+
+def test_predict_with_a_run_directory(run, tmp_path):
+    _, root, _ = run
+    directory = only_run(root / "runs")
+    result = runner.invoke(app, ["predict", "--model", str(directory), "--data", str(root / "sales.csv")])
+    assert result.exit_code == 0, result.output
+    prediction = pd.read_csv(directory / "prediction.csv")
+    assert len(prediction) == 4
+    pd.testing.assert_frame_equal(prediction, pd.read_csv(directory / "forecast.csv"))
+    output = tmp_path / "out.csv"
+    result = runner.invoke(app, ["predict", "--model", str(directory / "model"), "--data", str(root / "sales.csv"),
+                                 "--output", str(output)])
+    assert result.exit_code == 0 and str(output) in result.output.replace("\n", "")
+    pd.testing.assert_frame_equal(pd.read_csv(output), prediction)
+
+
+def test_forecast_on_a_builtin_dataset(tmp_path):
+    result = runner.invoke(app, ["forecast", "--data", "airline", "--horizon", "6", "--runs", str(tmp_path), *FAST])
+    assert result.exit_code == 0, result.output
+    directory = only_run(tmp_path)
+    assert directory.name.startswith("forecast-airline-")
+    forecast = pd.read_csv(directory / "forecast.csv", parse_dates=["month"])
+    assert list(forecast["month"]) == list(pd.date_range("1961-01-01", periods=6, freq="MS"))
+    metrics = json.loads((directory / "metrics.json").read_text())
+    assert metrics["season_length"] == 12 and set(metrics["methods"]) == METHODS
+
+
+def test_unknown_dataset(tmp_path):
+    result = runner.invoke(app, ["forecast", "--data", "nope", "--horizon", "3", "--runs", str(tmp_path / "runs")])
+    assert_failed(result, "no file or built-in dataset named 'nope'; built-in datasets: airline, sine, sunspots",
+                  tmp_path / "runs")
+
+
+def test_missing_target_column(run, tmp_path):
+    _, root, _ = run
+    result = runner.invoke(app, ["forecast", "--data", str(root / "sales.csv"), "--target", "units", "--time", "day",
+                                 "--horizon", "4", "--runs", str(tmp_path / "runs"), *FAST])
+    assert_failed(result, "target column(s) 'units' not in the data; its columns are 'day', 'sales', 'weekday'",
+                  tmp_path / "runs")
+
+
+def test_non_numeric_column(tmp_path):
+    frame = sales_csv(tmp_path / "sales.csv").astype({"sales": object})
+    frame.loc[5, "sales"] = "n/a?"
+    frame.to_csv(tmp_path / "sales.csv", index=False)
+    result = runner.invoke(app, ["forecast", "--data", str(tmp_path / "sales.csv"), "--target", "sales", "--time",
+                                 "day", "--horizon", "4", "--runs", str(tmp_path / "runs"), *FAST])
+    assert_failed(result, "column 'sales' has non-numeric values, e.g. 'n/a?' at row 5", tmp_path / "runs")
+
+
+def test_bad_settings_are_one_line_errors(run, tmp_path):
+    _, root, _ = run
+    base = ["forecast", "--data", str(root / "sales.csv"), "--target", "sales", "--time", "day", "--horizon", "4",
+            "--runs", str(tmp_path / "runs")]
+    assert_failed(runner.invoke(app, [*base, "--quantiles", "0.1,half,0.9"]),
+                  "--quantiles must be numbers separated by commas", tmp_path / "runs")
+    assert_failed(runner.invoke(app, [*base, "--epochs", "0"]), "max_epochs must be an integer >= 1, got 0",
+                  tmp_path / "runs")
+    assert_failed(runner.invoke(app, [*base, "--quantiles", "0.1,0.9"]), "include 0.5", tmp_path / "runs")
+
+
+def test_file_that_is_not_utf8_gives_the_byte_offset(tmp_path):
+    # long enough that pandas decodes it in several chunks: the offset must be in the file, not in a chunk
+    head = "t,y\n" + "".join(f"{i},{i}.5\n" for i in range(60_000))
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(head.encode() + "60000,café\n".encode("latin-1"))
+    offset = len(head.encode()) + len("60000,caf")
+    result = runner.invoke(app, ["forecast", "--data", str(path), "--horizon", "3", "--runs", str(tmp_path / "runs")])
+    assert_failed(result, f"is not UTF-8 text (undecodable byte at offset {offset}); re-save it as UTF-8",
+                  tmp_path / "runs")
+
+
+def test_predict_with_a_corrupt_model(run, tmp_path):
+    _, root, _ = run
+    model = tmp_path / "model"
+    shutil.copytree(only_run(root / "runs") / "model", model)
+    (model / "model.safetensors").write_bytes(b"not safetensors at all")
+    result = runner.invoke(app, ["predict", "--model", str(model), "--data", str(root / "sales.csv")])
+    assert_failed(result, "model.safetensors is not a readable safetensors file")
+    assert not (model / "prediction.csv").exists()
+    result = runner.invoke(app, ["predict", "--model", str(tmp_path / "none"), "--data", str(root / "sales.csv")])
+    assert_failed(result, "does not exist; expected an lstmkit model directory")

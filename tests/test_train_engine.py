@@ -1,0 +1,426 @@
+"""The shared training engine: TrainConfig, TaskModule, fit (resume, NaN guard, schedules, clipping), BatchStream."""
+
+import json
+import math
+import random
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from lstmkit.errors import ConfigError, DataError, TrainingError
+from lstmkit.train import (
+    BatchStream,
+    EpochSeededSampler,
+    TaskModule,
+    TrainConfig,
+    fit,
+    rng_state,
+    set_rng_state,
+)
+
+N_TRAIN, BATCH = 64, 8
+STEPS_PER_EPOCH = N_TRAIN // BATCH
+
+
+def _data(n: int, seed: int) -> TensorDataset:
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 3, generator=generator)
+    y = x @ torch.tensor([[1.0], [2.0], [-1.0]]) + 0.5 + 0.05 * torch.randn(n, 1, generator=generator)
+    return TensorDataset(x, y)
+
+
+TRAIN, VAL = _data(N_TRAIN, 1), _data(32, 2)
+
+
+class Regression(TaskModule):
+    """A small MLP with dropout (so the random generators shape every update); records the
+    learning rate of every optimiser step."""
+
+    def __init__(self, network: nn.Module, config: TrainConfig) -> None:
+        super().__init__(network, config)
+        self.lrs: list[float] = []
+
+    def step_loss(self, batch):
+        x, y = batch
+        if self.training:
+            self.lrs.append(self.optimizers().param_groups[0]["lr"])
+        return F.mse_loss(self.network(x), y)
+
+
+def make_module(config: TrainConfig, cls: type = Regression, init_seed: int | None = None) -> TaskModule:
+    torch.manual_seed(config.seed if init_seed is None else init_seed)
+    network = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Dropout(0.3), nn.Linear(8, 1))
+    return cls(network, config)
+
+
+def train(module: TaskModule, run_dir, validation: bool = True, resume_from=None):
+    stream = BatchStream(TRAIN, module.config.batch_size, True, module.config.seed, chunk=3)
+    val = BatchStream(VAL, 16, False) if validation else None
+    return fit(module, stream, val, run_dir, resume_from)
+
+
+def config(**changes) -> TrainConfig:
+    base = dict(max_epochs=4, batch_size=BATCH, learning_rate=0.02, lr_schedule="none", early_stopping_patience=0,
+                loggers=())
+    return TrainConfig(**{**base, **changes})
+
+
+def weights(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+# -- TrainConfig ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name,value", [
+    ("max_epochs", 0), ("max_epochs", 2.5), ("max_epochs", True), ("batch_size", 0), ("batch_size", "32"),
+    ("early_stopping_patience", -1), ("seed", -1), ("num_threads", 0),
+    ("learning_rate", 0), ("learning_rate", -1e-3), ("learning_rate", math.nan), ("learning_rate", math.inf),
+    ("weight_decay", -0.1), ("momentum", -0.5), ("gradient_clip", math.nan), ("gradient_clip", -1.0),
+    ("min_delta", -1e-3), ("optimizer", "rmsprop"), ("lr_schedule", "step"), ("loggers", ("csv", "wandb")),
+    ("loggers", "csv"),
+])
+def test_train_config_rejects_bad_values_naming_the_setting(name, value):
+    with pytest.raises(ConfigError) as info:
+        TrainConfig(**{name: value})
+    assert name in str(info.value)
+    received = "'wandb'" if value == ("csv", "wandb") else repr(value)
+    assert received in str(info.value)
+
+
+def test_train_config_round_trips_through_json_and_rejects_unknown_keys():
+    original = TrainConfig(max_epochs=7, optimizer="sgd", lr_schedule="onecycle", loggers=("csv", "tensorboard"),
+                           num_threads=2, seed=5)
+    data = json.loads(json.dumps(original.to_dict()))
+    assert data["loggers"] == ["csv", "tensorboard"]
+    assert TrainConfig.from_dict(data) == original
+    assert original.replace(max_epochs=9).max_epochs == 9 and original.replace(max_epochs=9).seed == 5
+    with pytest.raises(ConfigError, match=r"unknown training setting\(s\) \['epochs'\]"):
+        TrainConfig.from_dict({**data, "epochs": 3})
+    with pytest.raises(ConfigError, match="max_epochs"):
+        original.replace(max_epochs=0)
+
+
+# -- fit --------------------------------------------------------------------------------------
+
+
+def test_fit_lowers_the_loss_and_writes_both_checkpoints_and_csv_logs(tmp_path):
+    module = make_module(config(max_epochs=5, loggers=("csv",)))
+    x, y = VAL.tensors
+    module.eval()
+    with torch.no_grad():
+        before = F.mse_loss(module.network(x), y).item()
+    result = train(module, tmp_path)
+    module.eval()
+    with torch.no_grad():
+        after = F.mse_loss(module.network(x), y).item()
+    assert after < 0.3 * before
+    assert result.monitor == "val_loss" and result.epochs == 5 and not result.stopped_early
+    assert result.best_checkpoint == tmp_path / "checkpoints" / "best.ckpt"
+    assert result.last_checkpoint == tmp_path / "checkpoints" / "last.ckpt"
+    for path in (result.best_checkpoint, result.last_checkpoint):
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        assert {"state_dict", "optimizer_states", "lstmkit_rng", "epoch"} <= checkpoint.keys()
+    # the best weights are the ones left in the module, and their score is what the logs say
+    best = torch.load(result.best_checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    assert_same_weights(weights(module), best)
+    assert after == pytest.approx(result.best_score, rel=1e-5)
+    logs = pd.read_csv(tmp_path / "logs" / "metrics.csv")
+    assert {"train_loss", "val_loss", "epoch"} <= set(logs.columns)
+    assert logs["val_loss"].dropna().min() == pytest.approx(result.best_score, rel=1e-6)
+    assert logs["train_loss"].dropna().size == 5
+    assert logs["train_loss"].dropna().iloc[-1] < logs["train_loss"].dropna().iloc[0]
+
+
+def test_fit_without_validation_monitors_the_training_loss_and_writes_tensorboard(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    module = make_module(config(max_epochs=3, loggers=("csv", "tensorboard")))
+    result = train(module, tmp_path, validation=False)
+    assert result.monitor == "train_loss" and math.isfinite(result.best_score)
+    events = list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    assert len(events) == 1
+    accumulator = EventAccumulator(str(events[0]))
+    accumulator.Reload()
+    losses = [event.value for event in accumulator.Scalars("train_loss")]
+    assert len(losses) == 3 and min(losses) == pytest.approx(result.best_score, rel=1e-6)
+
+
+def test_same_seed_gives_identical_weights_and_another_seed_does_not(tmp_path):
+    runs = []
+    for k, seed in enumerate((3, 3, 4)):
+        module = make_module(config(seed=seed, max_epochs=2))
+        train(module, tmp_path / str(k))
+        runs.append(weights(module))
+    assert_same_weights(runs[0], runs[1])
+    assert not all(torch.equal(runs[0][key], runs[2][key]) for key in runs[0])
+
+
+def test_the_seed_of_the_config_fixes_dropout_whatever_the_global_generator(tmp_path):
+    runs = []
+    for k, global_seed in enumerate((11, 12)):
+        module = make_module(config(seed=3, max_epochs=2), init_seed=0)
+        torch.manual_seed(global_seed)  # e.g. other work done before fit
+        train(module, tmp_path / str(k))
+        runs.append(weights(module))
+    assert_same_weights(runs[0], runs[1])
+
+
+class Crash(Exception):
+    """Stands for a killed process."""
+
+
+class CrashingRegression(Regression):
+    crash_at_epoch: int | None = None
+
+    def on_train_epoch_start(self) -> None:
+        if self.current_epoch == self.crash_at_epoch:
+            raise Crash
+
+
+@pytest.mark.parametrize("schedule", ["none", "cosine", "plateau", "onecycle"])
+def test_resume_from_the_last_checkpoint_is_exact(tmp_path, schedule):
+    # a schedule spans the planned run (cosine over max_epochs, one-cycle over every step), so the
+    # interrupted run is planned for 4 epochs too, and dies at the start of its third
+    settings = config(optimizer="adam", lr_schedule=schedule, early_stopping_patience=3, seed=7)
+    straight = make_module(settings)
+    straight_result = train(straight, tmp_path / "straight")
+
+    interrupted = make_module(settings, CrashingRegression)
+    interrupted.crash_at_epoch = 2
+    with pytest.raises(Crash):
+        train(interrupted, tmp_path / "resumed")
+    last = tmp_path / "resumed" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == 1
+
+    resumed = make_module(settings.replace(seed=7), init_seed=99)  # the checkpoint overrides everything
+    resumed_result = train(resumed, tmp_path / "resumed", resume_from=last)
+
+    assert resumed_result.epochs == straight_result.epochs == 4
+    assert resumed.lrs == straight.lrs[2 * STEPS_PER_EPOCH:]
+    assert_same_weights(weights(resumed), weights(straight))
+    a = torch.load(tmp_path / "straight" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    b = torch.load(last, map_location="cpu", weights_only=True)
+    assert_same_weights(a["state_dict"], b["state_dict"])
+    for key, value in a["optimizer_states"][0]["state"][0].items():
+        assert torch.equal(value, b["optimizer_states"][0]["state"][0][key]), key
+    assert resumed_result.best_score == straight_result.best_score
+
+
+def test_resume_extends_a_finished_run_exactly_with_a_plateau_schedule(tmp_path):
+    straight = make_module(config(lr_schedule="plateau", max_epochs=4))
+    train(straight, tmp_path / "straight")
+    first = make_module(config(lr_schedule="plateau", max_epochs=2))
+    train(first, tmp_path / "extended")
+    more = make_module(config(lr_schedule="plateau", max_epochs=4))
+    train(more, tmp_path / "extended", resume_from=tmp_path / "extended" / "checkpoints" / "last.ckpt")
+    assert_same_weights(weights(more), weights(straight))
+
+
+def test_empty_loaders_are_refused(tmp_path):
+    empty = TensorDataset(torch.zeros(0, 3), torch.zeros(0, 1))
+    module = make_module(config())
+    with pytest.raises(DataError, match="the training loader has no samples"):
+        fit(module, BatchStream(empty, BATCH, True), None, tmp_path)
+    with pytest.raises(DataError, match="the validation loader has no samples; pass val_loader=None"):
+        fit(module, BatchStream(TRAIN, BATCH, True), BatchStream(empty, BATCH, False), tmp_path)
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "onecycle"])
+def test_resuming_a_planned_schedule_with_another_length_is_refused(tmp_path, schedule):
+    train(make_module(config(lr_schedule=schedule, max_epochs=2)), tmp_path)
+    longer = make_module(config(lr_schedule=schedule, max_epochs=4))
+    unit = "epochs" if schedule == "cosine" else "steps"
+    planned = 2 if schedule == "cosine" else 2 * STEPS_PER_EPOCH
+    with pytest.raises(ConfigError, match=rf"planned for {planned} {unit} but this {schedule} run plans "
+                                          rf"{2 * planned} {unit} \(max_epochs=4\); resume with the settings"):
+        train(longer, tmp_path, resume_from=tmp_path / "checkpoints" / "last.ckpt")
+
+
+class NanAfter(Regression):
+    """The training loss becomes NaN at a given optimiser step."""
+
+    nan_at_step = 2 * STEPS_PER_EPOCH + 3  # in the third epoch
+
+    def step_loss(self, batch):
+        loss = super().step_loss(batch)
+        if self.training and len(self.lrs) == self.nan_at_step:
+            return loss * math.nan
+        return loss
+
+
+def test_nan_loss_stops_training_and_restores_the_best_good_weights(tmp_path):
+    module = make_module(config(max_epochs=5), NanAfter)
+    with pytest.raises(TrainingError) as info:
+        train(module, tmp_path)
+    message = str(info.value)
+    assert "training loss became nan at epoch 2" in message and "Lower the learning rate" in message
+    assert "best weights so far" in message and "best.ckpt" in message
+    state = weights(module)
+    assert all(torch.isfinite(v).all() for v in state.values())
+    best = torch.load(tmp_path / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
+    assert_same_weights(state, best["state_dict"])
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["epoch"] == 1  # the last complete, good epoch
+    assert all(torch.isfinite(v).all() for v in last["state_dict"].values())
+
+
+class NanValidation(Regression):
+    def validation_metrics(self, batch):
+        loss = self.step_loss(batch)
+        return {"val_loss": loss * math.nan if self.current_epoch == 1 else loss}
+
+
+def test_nan_validation_loss_stops_training_before_saving_the_epoch(tmp_path):
+    module = make_module(config(max_epochs=4), NanValidation)
+    with pytest.raises(TrainingError, match="validation loss became nan at epoch 1"):
+        train(module, tmp_path)
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["epoch"] == 0
+    assert_same_weights(weights(module), last["state_dict"])
+
+
+class Flat(Regression):
+    """A loss the parameters cannot change: a plateau from the first epoch."""
+
+    def step_loss(self, batch):
+        super().step_loss(batch)
+        return (self.network(batch[0]) * 0.0).sum() + 1.0
+
+
+def test_early_stopping_ends_a_plateau_and_the_plateau_schedule_halves_the_rate(tmp_path):
+    module = make_module(config(max_epochs=20, lr_schedule="plateau", early_stopping_patience=3), Flat)
+    result = train(module, tmp_path)
+    assert result.stopped_early
+    assert result.epochs == 4  # epoch 0 sets the best, 1-3 do not improve on it
+    # the plateau schedule's patience is max(1, 3 // 3) = 1: the second epoch without progress halves the rate
+    per_epoch = module.lrs[::STEPS_PER_EPOCH]
+    assert per_epoch == [0.02, 0.02, 0.02, 0.01]
+    no_patience = make_module(config(max_epochs=3, lr_schedule="none", early_stopping_patience=0), Flat)
+    assert not train(no_patience, tmp_path / "off").stopped_early
+
+
+def test_cosine_schedule_anneals_per_epoch_to_zero(tmp_path):
+    module = make_module(config(max_epochs=4, lr_schedule="cosine"))
+    train(module, tmp_path)
+    expected = [0.01 * (1 + math.cos(math.pi * epoch / 4)) for epoch in range(4)]
+    np.testing.assert_allclose(module.lrs, np.repeat(expected, STEPS_PER_EPOCH), rtol=1e-6)
+    assert module.trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_onecycle_schedule_moves_the_rate_at_every_optimizer_step(tmp_path):
+    module = make_module(config(max_epochs=3, lr_schedule="onecycle"))
+    train(module, tmp_path)
+    reference = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.02)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(reference, max_lr=0.02, total_steps=3 * STEPS_PER_EPOCH)
+    expected = []
+    for _ in range(3 * STEPS_PER_EPOCH):
+        expected.append(reference.param_groups[0]["lr"])
+        reference.step()
+        schedule.step()
+    np.testing.assert_allclose(module.lrs, expected, rtol=1e-6)
+    assert len(set(module.lrs)) == len(module.lrs)
+    assert max(module.lrs) == pytest.approx(0.02, rel=0.02) and module.lrs[-1] < 1e-4
+
+
+class Huge(TaskModule):
+    """A loss with a gradient of norm about 1e6 * sqrt(4)."""
+
+    def step_loss(self, batch):
+        return 1e6 * self.network.weight.sum() + 0.0 * batch[1].sum()
+
+
+@pytest.mark.parametrize("clip", [1.0, 0.0])
+def test_gradient_clipping_bounds_the_update(tmp_path, clip):
+    torch.manual_seed(0)
+    network = nn.Linear(3, 1)
+    before = weights(network)
+    module = Huge(network, config(max_epochs=1, batch_size=N_TRAIN, optimizer="sgd", momentum=0.0,
+                                  learning_rate=1.0, gradient_clip=clip))
+    train(module, tmp_path, validation=False)
+    after = weights(network)
+    update = torch.cat([(after[name] - before[name]).flatten() for name in before]).norm().item()
+    if clip:
+        assert update == pytest.approx(clip, rel=1e-4)
+    else:  # the whole gradient: 1e6 for each of the 3 weights, 0 for the bias
+        assert update == pytest.approx(1e6 * math.sqrt(3), rel=1e-4)
+
+
+def test_rng_state_round_trip():
+    state = rng_state()
+    first = (torch.rand(3), np.random.rand(3), random.random())
+    set_rng_state(state)
+    second = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(first[0], second[0])
+    np.testing.assert_array_equal(first[1], second[1])
+    assert first[2] == second[2]
+
+
+# -- BatchStream ------------------------------------------------------------------------------
+
+
+class Indexed(torch.utils.data.Dataset):
+    """Samples are their own index; ``__getitems__`` as WindowDataset has."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return torch.tensor(i)
+
+    def __getitems__(self, indices: list[int]) -> torch.Tensor:
+        return torch.tensor(indices)
+
+
+def _ids(batch) -> list[int]:
+    """The sample indices of a batch of ``Indexed`` (a tensor) or of a collated TensorDataset ([tensor])."""
+    return (batch if isinstance(batch, torch.Tensor) else batch[0]).tolist()
+
+
+def _epoch(stream: BatchStream, epoch: int) -> list[list[int]]:
+    stream.sampler.set_epoch(epoch)
+    chunks = list(stream)
+    assert len(chunks) == len(stream)
+    assert all(len(chunk) <= stream.chunk for chunk in chunks)
+    return [_ids(batch) for chunk in chunks for batch in chunk]
+
+
+@pytest.mark.parametrize("getitems", [True, False])
+def test_batch_stream_chunks_the_batches_of_a_plain_shuffled_loop(getitems):
+    dataset = Indexed(23) if getitems else TensorDataset(torch.arange(23))
+    stream = BatchStream(dataset, 4, True, seed=5, chunk=3)
+    assert stream.optimizer_steps == 6 and len(stream) == 2
+    sampler = EpochSeededSampler(23, seed=5)
+    for epoch in (0, 1):
+        sampler.set_epoch(epoch)
+        loader = DataLoader(dataset, batch_size=4, sampler=sampler, collate_fn=(lambda b: b) if getitems else None)
+        plain = [_ids(batch) for batch in loader]
+        batches = _epoch(stream, epoch)
+        assert batches == plain
+        assert sorted(i for batch in batches for i in batch) == list(range(23))
+        assert [len(b) for b in batches] == [4, 4, 4, 4, 4, 3]
+
+
+def test_batch_stream_order_depends_on_seed_and_epoch_only():
+    stream = BatchStream(Indexed(40), 8, True, seed=1, chunk=2)
+    epoch0, epoch1 = _epoch(stream, 0), _epoch(stream, 1)
+    assert epoch0 != epoch1
+    assert _epoch(BatchStream(Indexed(40), 8, True, seed=1, chunk=5), 1) == epoch1  # chunking changes nothing
+    assert _epoch(stream, 0) == epoch0
+    assert _epoch(BatchStream(Indexed(40), 8, True, seed=2, chunk=2), 0) != epoch0
+    fixed = BatchStream(Indexed(10), 4, False)
+    assert _epoch(fixed, 3) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
