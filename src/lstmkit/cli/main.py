@@ -10,37 +10,18 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-import uuid
 import warnings
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import pandas as pd
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
+from lstmkit.cli.common import app, console, errors, fail, run_dir
 from lstmkit.errors import LstmkitError
 
 __all__ = ["app", "main"]
-
-app = typer.Typer(
-    name="lstmkit",
-    help="LSTM networks for sequence data, trained right and judged against the classical methods.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-console = Console()
-errors = Console(stderr=True)
-
-
-def _fail(message: str) -> None:
-    # one line whatever the terminal width, and brackets in the message are text, not markup
-    errors.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
-    raise typer.Exit(code=2)
 
 
 def read_table(data: str) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -63,31 +44,21 @@ def read_table(data: str) -> tuple[pd.DataFrame, dict[str, Any]]:
                 offset = error.start
             except UnicodeDecodeError as exact:
                 offset = exact.start
-            _fail(f"{path} is not UTF-8 text (undecodable byte at offset {offset}); re-save it as UTF-8")
+            fail(f"{path} is not UTF-8 text (undecodable byte at offset {offset}); re-save it as UTF-8")
         except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as error:
-            _fail(f"cannot read {path}: {error}")
+            fail(f"cannot read {path}: {error}")
     names = [info.name for info in list_datasets()]
     if data in names:
         info = dataset_info(data)
         return load_dataset(data), {"target": info.target, "time": info.time_column,
                                     "season_length": info.season_length}
-    _fail(f"no file or built-in dataset named {data!r}; built-in datasets: {', '.join(names)} "
+    fail(f"no file or built-in dataset named {data!r}; built-in datasets: {', '.join(names)} "
           "(see `lstmkit datasets`)")
     raise AssertionError  # unreachable
 
 
 def _split_list(value: str | None) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()] if value else []
-
-
-def _run_dir(base: Path, name: str) -> tuple[Path, Path]:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    final = base / f"{name}-{stamp}"
-    while final.exists():
-        final = base / f"{name}-{stamp}-{uuid.uuid4().hex[:4]}"
-    tmp = base / f".{final.name}.tmp"
-    tmp.mkdir(parents=True)
-    return tmp, final
 
 
 def _metric_table(table: pd.DataFrame, title: str) -> Table:
@@ -158,7 +129,7 @@ def forecast(
     try:
         levels = tuple(float(q) for q in _split_list(quantiles))
     except ValueError:
-        _fail(f"--quantiles must be numbers separated by commas, like 0.1,0.5,0.9; got {quantiles!r}")
+        fail(f"--quantiles must be numbers separated by commas, like 0.1,0.5,0.9; got {quantiles!r}")
     targets = _split_list(target) or ([defaults["target"]] if "target" in defaults else None)
     time = time or defaults.get("time")
     try:
@@ -170,7 +141,7 @@ def forecast(
                                  early_stopping_patience=patience, seed=seed, progress_bar=progress,
                                  loggers=("csv", "tensorboard") if tensorboard else ("csv",)))
         name = Path(data).stem if Path(data).is_file() else data
-        tmp, final = _run_dir(runs, f"forecast-{name}")
+        tmp, final = run_dir(runs, f"forecast-{name}")
         try:
             model.run_dir = tmp / "training"
             with console.status("training the LSTM and the baselines..."), warnings.catch_warnings():
@@ -208,7 +179,7 @@ def forecast(
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     except LstmkitError as error:
-        _fail(str(error))
+        fail(str(error))
         return
     console.print(_metric_table(result.table, f"{name}: last {result.test_size} steps held out "
                                               f"(MASE season {result.season_length})"))
@@ -242,7 +213,7 @@ def predict(
         future = pd.read_csv(future_data) if future_data is not None else None
         result = forecaster.predict(table, future_covariates=future)
     except LstmkitError as error:
-        _fail(str(error))
+        fail(str(error))
         return
     target = output or (directory.parent / "prediction.csv" if directory.name == "model" else
                         directory / "prediction.csv")
@@ -273,6 +244,9 @@ def datasets() -> None:
         view.add_row(info.name, str(len(load_dataset(info.name))), info.time_column, info.target, info.frequency,
                      str(info.season_length), info.description.split(".")[0])
     console.print(view)
+
+
+from lstmkit.cli import sequences  # noqa: E402,F401  (registers classify, tag and textgen)
 
 
 def main() -> None:

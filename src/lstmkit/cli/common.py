@@ -1,0 +1,56 @@
+"""What the ``lstmkit`` commands share: the app, consoles, errors, run directories, input files."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+__all__ = ["app", "console", "errors", "fail", "run_dir", "read_text_file"]
+
+app = typer.Typer(
+    name="lstmkit",
+    help="LSTM networks for sequence data, trained right and judged against the classical methods.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+errors = Console(stderr=True)
+
+
+def fail(message: str) -> None:
+    # one line whatever the terminal width, and brackets in the message are text, not markup
+    errors.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    raise typer.Exit(code=2)
+
+
+
+def run_dir(base: Path, name: str) -> tuple[Path, Path]:
+    """A temporary directory to write a run into, and the name to rename it to when it is complete."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    final = base / f"{name}-{stamp}"
+    while final.exists():
+        final = base / f"{name}-{stamp}-{uuid.uuid4().hex[:4]}"
+    tmp = base / f".{final.name}.tmp"
+    tmp.mkdir(parents=True)
+    return tmp, final
+
+
+def read_text_file(path: Path) -> str:
+    """A UTF-8 text file; empty or undecodable files are one-line errors (with the byte offset)."""
+    if not path.is_file():
+        fail(f"{path} is not a file")
+    raw = path.read_bytes()
+    if not raw.strip():
+        fail(f"{path} is empty")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        fail(f"{path} is not UTF-8 text: undecodable byte 0x{raw[error.start]:02x} at offset {error.start}; "
+             "re-save it as UTF-8")
+    raise AssertionError  # unreachable
