@@ -26,7 +26,7 @@ import statistics
 import sys
 import time
 import warnings
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> str:
     quiet = args.quick
     sections = ["## Forecasting (`benchmarks/forecast_bench.py`)", "",
                 f"- command: `python benchmarks/forecast_bench.py{' --write-doc' if args.write_doc else ''}`",
-                f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
+                f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
                 f"- machine: {cpu_name()}, {os.cpu_count()} logical CPUs; torch {torch.__version__}, 2 threads; "
                 f"Python {platform.python_version()}",
                 "", "### The seeds' sine task", ""]

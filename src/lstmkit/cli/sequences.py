@@ -258,7 +258,7 @@ def textgen_train(
                                                "standard library, built in).")],
     tokenizer: Annotated[str, typer.Option(help="char, word or bpe.")] = "char",
     embedding_dim: Annotated[int, typer.Option(help="Embedding size.")] = 128,
-    hidden_size: Annotated[int, typer.Option(help="LSTM units.")] = 512,
+    hidden_size: Annotated[int, typer.Option(help="LSTM units.")] = 256,
     num_layers: Annotated[int, typer.Option(help="LSTM layers.")] = 2,
     cell: Annotated[str, typer.Option(help="LSTM variant.")] = "standard",
     bptt: Annotated[int, typer.Option(help="Truncated-BPTT segment length.")] = 128,

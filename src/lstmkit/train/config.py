@@ -39,6 +39,8 @@ class TrainConfig:
         devices: Lightning's devices.
         precision: Lightning's precision (``"32-true"``, ``"bf16-mixed"``, ...).
         num_threads: torch intra-op threads; ``None`` keeps torch's default.
+        max_time: a wall-clock budget in seconds (training stops after the epoch that crosses
+            it; ``None``: no budget).
     """
 
     max_epochs: int = 100
@@ -58,6 +60,7 @@ class TrainConfig:
     devices: int | str = 1
     precision: str = "32-true"
     num_threads: int | None = None
+    max_time: float | None = None
 
     def __post_init__(self) -> None:
         def positive_int(name: str, minimum: int = 1) -> None:
@@ -76,6 +79,9 @@ class TrainConfig:
         positive_int("seed", 0)
         if self.num_threads is not None:
             positive_int("num_threads")
+        if self.max_time is not None and (isinstance(self.max_time, bool) or not isinstance(self.max_time, (int, float))
+                                          or not self.max_time > 0):
+            raise ConfigError(f"max_time must be a number of seconds > 0, got {self.max_time!r}")
         for name in ("learning_rate", "weight_decay", "momentum", "gradient_clip", "min_delta"):
             non_negative(name)
         if self.learning_rate == 0:

@@ -16,6 +16,7 @@ import math
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,7 @@ class FitResult:
         monitor: the name of the monitored loss.
         epochs: epochs completed.
         stopped_early: whether early stopping ended the run.
+        steps: optimiser steps taken.
     """
 
     best_checkpoint: Path | None
@@ -119,6 +121,7 @@ class FitResult:
     monitor: str
     epochs: int
     stopped_early: bool
+    steps: int = 0
 
 
 @contextlib.contextmanager
@@ -203,6 +206,7 @@ def fit(
     with quiet_lightning():
         trainer = L.Trainer(
             max_epochs=config.max_epochs,
+            max_time=None if config.max_time is None else timedelta(seconds=config.max_time),
             accelerator=config.accelerator,
             devices=config.devices,
             precision=config.precision,
@@ -232,6 +236,7 @@ def fit(
         monitor=monitor,
         epochs=trainer.current_epoch,
         stopped_early=bool(early is not None and early.stopped_epoch > 0),
+        steps=int(trainer.global_step),
     )
 
 

@@ -83,7 +83,7 @@ class LanguageModel(Estimator):
         'abcabc'
     """
 
-    def __init__(self, tokenizer: str = "char", embedding_dim: int = 128, hidden_size: int = 512, num_layers: int = 2,
+    def __init__(self, tokenizer: str = "char", embedding_dim: int = 128, hidden_size: int = 256, num_layers: int = 2,
                  cell: str = "standard", tie_weights: bool = True, bptt: int = 128, streams: int = 32,
                  embedding_dropout: float = 0.0, input_dropout: float = 0.1, hidden_dropout: float = 0.1,
                  output_dropout: float = 0.1, weight_drop: float = 0.0, val_fraction: float = 0.1,
