@@ -46,6 +46,15 @@ def _split(n: int, fraction: float, seed: int, labels: np.ndarray | None = None)
     return stratified_split(labels, fraction, seed) if labels is not None else random_split(n, fraction, seed)
 
 
+def _read_csv(path: Path, **options: Any) -> pd.DataFrame:
+    """A UTF-8 CSV file; unreadable files are one-line errors."""
+    try:
+        return pd.read_csv(pd.io.common.StringIO(read_text_file(path)), **options)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        fail(f"cannot read {path} as CSV: {' '.join(str(error).split())}")
+    raise AssertionError  # unreachable
+
+
 def _classify_data(data: str, text_column: str, label_column: str) -> tuple[Any, list[str], str]:
     """Inputs, labels and a name, from a built-in name, a .ts file or a CSV."""
     from lstmkit.data.ts_format import read_ts, ucr_path
@@ -59,15 +68,14 @@ def _classify_data(data: str, text_column: str, label_column: str) -> tuple[Any,
     if key in ("gunpoint", "italypowerdemand"):
         name = {"gunpoint": "GunPoint", "italypowerdemand": "ItalyPowerDemand"}[key]
         cases = read_ts(ucr_path(name, "TRAIN"))
-        return cases, cases.labels, name
+        return cases.series, cases.labels, name
     path = Path(data)
     if not path.is_file():
         fail(f"no file or built-in dataset named {data!r}; built-in: {', '.join(BUILTIN_CLASSIFY)}")
     if path.suffix.lower() == ".ts":
         cases = read_ts(path)
-        return cases, cases.labels, path.stem
-    text = read_text_file(path)
-    table = pd.read_csv(pd.io.common.StringIO(text))
+        return cases.series, cases.labels, path.stem
+    table = _read_csv(path)
     if label_column not in table.columns:
         fail(f"{path} has no label column {label_column!r}; its columns are {', '.join(map(str, table.columns))}; "
              "say which with --label-column")
@@ -181,13 +189,18 @@ def _tag_data(data: str, text_column: str, tags_column: str) -> tuple[list[str],
         path = Path(data)
         if not path.is_file():
             fail(f"no file or built-in dataset named {data!r}; built-in: {', '.join(BUILTIN_TAG)}")
-        table = pd.read_csv(pd.io.common.StringIO(read_text_file(path)), keep_default_na=False)
+        table = _read_csv(path, keep_default_na=False)
         name = path.stem
         for column in (text_column, tags_column):
             if column not in table.columns:
                 fail(f"{path} has no column {column!r}; its columns are {', '.join(map(str, table.columns))}")
     texts = table[text_column].astype(str).tolist()
     tags = [str(t).split() for t in table[tags_column]]
+    for row, (text, row_tags) in enumerate(zip(texts, tags)):
+        # checked here, before the split, so that the message names the row of the file
+        if len(row_tags) != len(text):
+            fail(f"{data}: row {row} has {len(text)} characters but {len(row_tags)} tags; give one tag per character "
+                 f"(separated by spaces) in the {tags_column!r} column")
     return texts, tags, name
 
 
@@ -252,6 +265,23 @@ def tag(
     console.print(f"run directory: [bold]{final}[/]")
 
 
+def _sample_prompt(model: Any, held_out: str, text: str) -> str:
+    """A prompt the model can read, of whole words (the split may cut one, which a word model does not know):
+    the start of the held-out text, else of the training text."""
+    unknown = getattr(model.tokenizer_, "unknown_pieces", lambda _: [])
+
+    def first_words(words: list[str], limit: int = 20) -> str:
+        prompt = ""
+        for word in words:
+            if prompt and len(prompt) + 1 + len(word) > limit:
+                break
+            prompt = f"{prompt} {word}" if prompt else word
+        return prompt
+
+    candidates = [first_words(held_out.split()[1:]), first_words(text.split())]
+    return next((c for c in candidates if c and not unknown(c)), candidates[-1])
+
+
 @textgen.command("train")
 def textgen_train(
     corpus: Annotated[str, typer.Argument(help="A UTF-8 text file, or 'stdlib' (the docstrings of Python's "
@@ -302,7 +332,7 @@ def textgen_train(
             model.run_dir = None
             held_out = text[int(len(text) * (1 - model.val_fraction)):]
             scores = model.evaluate(held_out)
-            sample = model.generate(held_out[:20], max_tokens=200, temperature=0.8, seed=seed)
+            sample = model.generate(_sample_prompt(model, held_out, text), max_tokens=200, temperature=0.8, seed=seed)
             model.save(tmp / "model")
             shutil.rmtree(tmp / "training", ignore_errors=True)
             (tmp / "metrics.json").write_text(json.dumps({**scores, "validation_characters": len(held_out)},

@@ -98,7 +98,7 @@ class SequenceClassifier(Estimator):
         check_size("ensemble", self.ensemble)
         if self.val_fraction is not None:
             check_probability("val_fraction", self.val_fraction, allow_one=False)
-        training = self.training or DEFAULT_TRAINING
+        training = self.training if self.training is not None else DEFAULT_TRAINING
         if not isinstance(training, TrainConfig):
             raise ConfigError(f"training must be a lstmkit.train.TrainConfig, got {type(training).__name__}")
         return training
@@ -120,9 +120,11 @@ class SequenceClassifier(Estimator):
         self.encoder_ = SequenceEncoder(self.tokenizer, self.max_length, self.too_long)
         self.encoder_.fit(X)
         sequences = self.encoder_.encode(X)
-        length = max(len(s) for s in sequences) if architecture == "lstm-fcn" else 0
-        if architecture == "lstm-fcn" and self.encoder_.max_length is None:
-            self.encoder_.max_length = length  # longer series at predict time are over the cap
+        # lstm-fcn reads a fixed length: the cap, or the longest training series (which becomes the cap,
+        # so that a longer series at predict time is an error, never silently cut)
+        length = int(self.encoder_.max_length or max(len(s) for s in sequences)) if architecture == "lstm-fcn" else 0
+        if architecture == "lstm-fcn":
+            self.encoder_.max_length = length
         targets = np.searchsorted(self.classes_, labels)
         fraction = self.val_fraction if self.val_fraction is not None else (0.2 if len(labels) >= 200 else 0.0)
         train_idx, val_idx = stratified_split(targets, fraction, training.seed)
@@ -161,13 +163,14 @@ class SequenceClassifier(Estimator):
 
     def predict(self, X: Any) -> np.ndarray:
         """The most probable class of each sequence."""
-        return self.classes_[self.predict_proba(X).argmax(1)]
+        probabilities = self.predict_proba(X)  # first: it checks that the model is fitted
+        return self.classes_[probabilities.argmax(1)]
 
     def score(self, X: Any, y: Any) -> float:
         """Accuracy; labels never seen in training are an error (they cannot be predicted)."""
         self._check_fitted()
         truth = np.asarray([str(v) for v in y])
-        unseen = sorted(set(truth) - set(self.classes_))
+        unseen = sorted(set(truth.tolist()) - set(self.classes_.tolist()))  # str, not np.str_, in the message
         if unseen:
             raise DataError(f"labels {unseen} were never seen in training (known: {self.classes_.tolist()}); the "
                             "model cannot predict them")

@@ -116,7 +116,7 @@ class LanguageModel(Estimator):
         for name in ("embedding_dropout", "input_dropout", "hidden_dropout", "output_dropout", "weight_drop",
                      "val_fraction"):
             check_probability(name, getattr(self, name), allow_one=False)
-        training = self.training or DEFAULT_TRAINING
+        training = self.training if self.training is not None else DEFAULT_TRAINING
         if not isinstance(training, TrainConfig):
             raise ConfigError(f"training must be a lstmkit.train.TrainConfig, got {type(training).__name__}")
         return training
@@ -219,11 +219,16 @@ class LanguageModel(Estimator):
                             f"({len(unknown)} unknown piece(s) in all); the model cannot read it: leave it out")
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
         ids = self.tokenizer_.encode(prompt)
+        if not ids:
+            raise DataError(f"the prompt {prompt!r} has no tokens (a {self.tokenizer_.kind} model does not read spaces "
+                            "alone); give it some text")
         pieces: list[str] = []
         with torch.no_grad():
             logits, state = self.network_(torch.tensor([ids]))
             for _ in range(max_tokens):
-                token = sample_next(logits[0, -1], temperature, top_k, top_p, generator)
+                # <pad> is never a next token in training text: drawing it would add nothing to the text
+                step = logits[0, -1].index_fill(0, torch.tensor([self.tokenizer_.pad_id]), float("-inf"))
+                token = sample_next(step, temperature, top_k, top_p, generator)
                 ids.append(token)
                 piece = self._piece(ids)
                 pieces.append(piece)

@@ -50,7 +50,8 @@ class TaggerConfig:
 
 
 class TaggerNet(nn.Module):
-    """``forward(padded, lengths)`` -> per-step tag logits ``(B, T, n_tags)`` (zero at padding)."""
+    """``forward(padded, lengths)`` -> per-step tag logits ``(B, T, n_tags)`` (meaningless at padding: the
+    output layer's bias)."""
 
     def __init__(self, config: TaggerConfig) -> None:
         super().__init__()
@@ -133,24 +134,31 @@ class SequenceTagger(Estimator):
             check_size(name, getattr(self, name))
         check_probability("dropout", self.dropout, allow_one=False)
         check_probability("val_fraction", self.val_fraction, allow_one=False)
-        training = self.training or DEFAULT_TRAINING
+        training = self.training if self.training is not None else DEFAULT_TRAINING
         if not isinstance(training, TrainConfig):
             raise ConfigError(f"training must be a lstmkit.train.TrainConfig, got {type(training).__name__}")
         return training
 
-    def _tag_ids(self, sequences: list[Tensor], tags: Any) -> list[Tensor]:
+    def _steps(self, X: Any) -> list[int]:
+        """Each input's steps before the length cap (one per character, token or time step)."""
+        if self.encoder_.kind in ("text", "tokens"):
+            return [len(item) for item in X]
+        return [len(a) for a in self.encoder_._arrays(X)]
+
+    def _tag_ids(self, sequences: list[Tensor], tags: Any, steps: list[int]) -> list[Tensor]:
         if len(tags) != len(sequences):
             raise ShapeError(f"{len(sequences)} sequences but {len(tags)} tag sequences; give one per sequence")
         out = []
-        for i, (s, t) in enumerate(zip(sequences, tags)):
+        for i, (s, t, n) in enumerate(zip(sequences, tags, steps)):
             t = [str(v) for v in t]
-            if len(t) != len(s):
-                raise ShapeError(f"sequence {i} has {len(s)} steps but {len(t)} tags; give one tag per "
+            if len(t) != n:
+                raise ShapeError(f"sequence {i} has {n} steps but {len(t)} tags; give one tag per "
                                  f"{'character' if self.encoder_.kind == 'text' else 'step'}")
             unseen = sorted(set(t) - set(self.classes_))
             if unseen:
                 raise DataError(f"tags {unseen} (sequence {i}) were never seen in training (known: "
                                 f"{self.classes_.tolist()}); the model cannot predict them")
+            t = t[: len(s)]  # the tags of the steps kept when the sequence was truncated to the cap
             out.append(torch.as_tensor(np.searchsorted(self.classes_, t), dtype=torch.long))
         return out
 
@@ -162,7 +170,7 @@ class SequenceTagger(Estimator):
         self.encoder_ = SequenceEncoder("char", self.max_length, self.too_long).fit(X)
         sequences = self.encoder_.encode(X)
         self.classes_ = np.unique([str(v) for tags in y for v in tags])
-        targets = self._tag_ids(sequences, y)
+        targets = self._tag_ids(sequences, y, self._steps(X))
         train_idx, val_idx = random_split(len(sequences), self.val_fraction, training.seed)
         config = TaggerConfig("tokens" if kind in ("text", "tokens") else "numeric", self.encoder_.vocab_size,
                               self.encoder_.channels, len(self.classes_), self.embedding_dim, self.hidden_size,
@@ -198,7 +206,7 @@ class SequenceTagger(Estimator):
         """Per-step accuracy over all steps."""
         self._check_fitted()
         sequences = self.encoder_.encode(X)
-        truth = self._tag_ids(sequences, y)
+        truth = self._tag_ids(sequences, y, self._steps(X))
         predicted = [row.argmax(-1) for row in self._logits(sequences)]
         correct = sum(int((p == t).sum()) for p, t in zip(predicted, truth))
         return correct / sum(len(t) for t in truth)
