@@ -246,7 +246,7 @@ def datasets() -> None:
     console.print(view)
 
 
-from lstmkit.cli import sequences  # noqa: E402,F401  (registers classify, tag and textgen)
+from lstmkit.cli import papers, sequences  # noqa: E402,F401  (register classify, tag, textgen and paper)
 
 
 def main() -> None:

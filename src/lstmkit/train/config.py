@@ -38,7 +38,8 @@ class TrainConfig:
         accelerator: Lightning's accelerator (``"cpu"``, ``"auto"``, ...).
         devices: Lightning's devices.
         precision: Lightning's precision (``"32-true"``, ``"bf16-mixed"``, ...).
-        num_threads: torch intra-op threads; ``None`` keeps torch's default.
+        num_threads: torch intra-op threads during this run (restored afterwards); ``None`` keeps
+            torch's setting.
         max_time: a wall-clock budget in seconds (training stops after the epoch that crosses
             it; ``None``: no budget).
     """

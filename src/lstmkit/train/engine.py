@@ -14,7 +14,7 @@ import contextlib
 import logging
 import math
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -161,6 +161,7 @@ def fit(
     val_loader: BatchStream | None,
     run_dir: str | Path,
     resume_from: str | Path | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> FitResult:
     """Train ``module`` with the settings of its :class:`TrainConfig`; restore its best weights.
 
@@ -173,6 +174,7 @@ def fit(
         resume_from: a checkpoint to continue from (exactly: optimiser, schedule, epoch, early
             stopping and random generators are restored). Without it the random generators are
             seeded with the config's ``seed``.
+        callbacks: more Lightning callbacks (a task's own stopping rule, say).
 
     Returns:
         a :class:`FitResult`.
@@ -189,13 +191,23 @@ def fit(
         raise DataError("the training loader has no samples; nothing to train on")
     if val_loader is not None and len(val_loader) == 0:
         raise DataError("the validation loader has no samples; pass val_loader=None to monitor the training loss")
+    threads = torch.get_num_threads()
     if config.num_threads is not None:
-        torch.set_num_threads(config.num_threads)
+        torch.set_num_threads(config.num_threads)  # for this run only; restored below
+    try:
+        return _fit(module, train_loader, val_loader, run_dir, resume_from, callbacks)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit(module: TaskModule, train_loader: BatchStream, val_loader: BatchStream | None, run_dir: Path,
+         resume_from: str | Path | None, callbacks: Sequence[Callback]) -> FitResult:
+    config = module.config
     monitor = "val_loss" if val_loader is not None else "train_loss"
     module.optimizer_steps_per_epoch = train_loader.optimizer_steps
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode="min",
                                  save_top_k=1, save_last=True, enable_version_counter=False)
-    callbacks: list[Callback] = [checkpoint]
+    callbacks = [checkpoint, *callbacks]
     early = None
     if config.early_stopping_patience > 0:
         early = EarlyStopping(monitor=monitor, mode="min", patience=config.early_stopping_patience,

@@ -194,6 +194,27 @@ inline void for_rows(bool parallel, int64_t n, int64_t width, int64_t slot, cons
                    [&](int64_t b0, int64_t b1) { fn(b0, b1, at::get_thread_num()); });
 }
 
+// Single-threaded BLAS in this scope (restored after). For tiny products, waking BLAS threads costs
+// far more than the product: on a 2-vCPU machine a sleeping thread can take milliseconds to wake.
+class SerialBlas {
+ public:
+  explicit SerialBlas(bool enable) : active_(enable && MKL_Set_Num_Threads_Local != nullptr) {
+    if (active_) previous_ = MKL_Set_Num_Threads_Local(1);
+  }
+  ~SerialBlas() {
+    if (active_) MKL_Set_Num_Threads_Local(previous_);
+  }
+  SerialBlas(const SerialBlas&) = delete;
+  SerialBlas& operator=(const SerialBlas&) = delete;
+
+ private:
+  bool active_;
+  int previous_ = 0;
+};
+
+// Below this many multiply-adds for a whole layer call, the kernels keep BLAS single-threaded.
+constexpr int64_t kSerialCallSize = int64_t(1) << 22;
+
 // The fewest rows per parallel block, and the size (rows x outputs x inputs) of a per-step
 // product below which BLAS threads cost more than they save.
 constexpr int64_t kMinBlockRows = 4;

@@ -56,6 +56,7 @@ std::vector<Tensor> gru_forward_impl(const Tensor& x, const Tensor& h0, const Te
                                      bool train, bool padded) {
   const int64_t T = x.size(0), B = x.size(1), H = h0.size(1);
   const auto opts = x.options();
+  const SerialBlas serial(T * B * 3 * H * (x.size(2) + H) < kSerialCallSize);
   Tensor x2 = x.reshape({T * B, x.size(2)});
   Tensor gates = at::empty({T, B, 3 * H}, opts);
   Tensor gates2 = gates.view({T * B, 3 * H});
@@ -102,6 +103,7 @@ std::vector<Tensor> gru_backward_impl(const Tensor& grad_out, const Tensor& grad
                                       const Schedule& sched) {
   const int64_t T = x.size(0), B = x.size(1), I = x.size(2), H = h0.size(1);
   const auto opts = x.options();
+  const SerialBlas serial(T * B * 3 * H * (I + H) < kSerialCallSize);
   Tensor hprev = previous_outputs(out, h0, sched);
   Tensor dzx = at::zeros({T, B, 3 * H}, opts);  // d of the input part x_*
   Tensor dzh = at::zeros({T, B, 3 * H}, opts);  // d of the recurrent part h_*

@@ -38,6 +38,7 @@ std::vector<Tensor> forward_impl(const Tensor& x, const Tensor& h0, const Tensor
   const int64_t T = x.size(0), B = x.size(1), H = c0.size(1), P = h0.size(1);
   const int64_t GH = w.w_ih.size(0);
   const auto opts = x.options();
+  const SerialBlas serial(T * B * GH * (x.size(2) + P) < kSerialCallSize);
   Tensor x2 = x.reshape({T * B, x.size(2)});
   Tensor gates = at::empty({T, B, GH}, opts);
   Tensor gates2 = gates.view({T * B, GH});
@@ -110,6 +111,7 @@ std::vector<Tensor> backward_impl(const Tensor& grad_out, const Tensor& grad_hn,
   const int64_t T = x.size(0), B = x.size(1), I = x.size(2), H = c0.size(1), P = h0.size(1);
   const int64_t GH = w.w_ih.size(0);
   const auto opts = x.options();
+  const SerialBlas serial(T * B * GH * (I + P) < kSerialCallSize);
   Tensor x2 = x.reshape({T * B, I});
   Tensor hprev = previous_outputs(out, h0, sched);  // h_{t-1} of every step, for dW_hh
   Tensor hprev2 = hprev.view({T * B, P});

@@ -17,10 +17,15 @@ enum Field { kWih = 0, kWhh, kBih, kBhh, kWhr, kWch, kLnIh, kLnHh, kLnC, kLnCBia
 // Modes 0..4 are the LSTM variants (lstm_rows.h); these are the others
 enum Mode : int64_t { kGru = 10, kRnnTanh = 11, kRnnRelu = 12 };
 
-// z[N] += Wt[K, N]^T v[K]: axpy form, so the inner loop runs over contiguous memory
+// z[N] += Wt[K, N]^T v[K]: axpy form, so the inner loop runs over contiguous memory. `reverse`
+// walks the rows backwards: alternating the direction from step to step keeps the most recently
+// read weights in cache when a layer's weights are a little larger than the cache (with the same
+// direction every step, an LRU cache smaller than the weights would hit nothing).
 template <typename S>
-inline void matvec_acc(const S* __restrict__ v, int64_t K, const S* __restrict__ wt, int64_t N, S* __restrict__ z) {
-  for (int64_t k = 0; k < K; ++k) {
+inline void matvec_acc(const S* __restrict__ v, int64_t K, const S* __restrict__ wt, int64_t N, S* __restrict__ z,
+                       bool reverse = false) {
+  for (int64_t i = 0; i < K; ++i) {
+    const int64_t k = reverse ? K - 1 - i : i;
     const S a = v[k];
     const S* __restrict__ w = wt + k * N;
     for (int64_t j = 0; j < N; ++j) z[j] += a * w[j];
@@ -91,6 +96,7 @@ class Stepper {
                 " inputs, got ", x.sizes());
     TORCH_CHECK(x.dim() == 2 || (x.dim() == 1 && batch_ == 1), "Stepper: expected (B, I) or (I,) input");
     AT_DISPATCH_FLOATING_TYPES(h_.scalar_type(), "lstmkit_stepper", [&] { step_impl<scalar_t>(x.data_ptr<scalar_t>()); });
+    flip_ = !flip_;
     const Tensor& result = x.dim() == 1 ? out_row_ : out_;
     if (!present(out)) return result.clone();
     TORCH_CHECK(out->is_contiguous() && out->sizes() == result.sizes() && out->scalar_type() == result.scalar_type(),
@@ -136,16 +142,26 @@ class Stepper {
           // input and recurrent parts apart: z = x part, a = recurrent part
           std::fill(zb, zb + l.gh, S(0));
           std::fill(ab, ab + l.gh, S(0));
-          matvec_acc(xb, l.in, p<S>(l.wt_ih), l.gh, zb);
-          matvec_acc(hb, l.out, p<S>(l.wt_hh), l.gh, ab);
+          if (flip_) {
+            matvec_acc(hb, l.out, p<S>(l.wt_hh), l.gh, ab, true);
+            matvec_acc(xb, l.in, p<S>(l.wt_ih), l.gh, zb, true);
+          } else {
+            matvec_acc(xb, l.in, p<S>(l.wt_ih), l.gh, zb);
+            matvec_acc(hb, l.out, p<S>(l.wt_hh), l.gh, ab);
+          }
         } else {
           if (l.b_ih.defined()) {
             std::memcpy(zb, p<S>(l.b_ih), l.gh * sizeof(S));
           } else {
             std::fill(zb, zb + l.gh, S(0));
           }
-          matvec_acc(xb, l.in, p<S>(l.wt_ih), l.gh, zb);
-          matvec_acc(hb, l.out, p<S>(l.wt_hh), l.gh, zb);
+          if (flip_) {
+            matvec_acc(hb, l.out, p<S>(l.wt_hh), l.gh, zb, true);
+            matvec_acc(xb, l.in, p<S>(l.wt_ih), l.gh, zb, true);
+          } else {
+            matvec_acc(xb, l.in, p<S>(l.wt_ih), l.gh, zb);
+            matvec_acc(hb, l.out, p<S>(l.wt_hh), l.gh, zb);
+          }
         }
       }
       if (mode_ < kGru) {
@@ -220,6 +236,7 @@ class Stepper {
   }
 
   int64_t mode_, batch_;
+  bool flip_ = false;  // the direction of this step's weight reads (see matvec_acc)
   std::vector<Layer> layers_;
   Tensor h_, c_, z_, a_, hcell_, stats_, out_, out_row_;
 };

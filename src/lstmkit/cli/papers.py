@@ -1,0 +1,69 @@
+"""``lstmkit paper``: run the LSTM papers' experiments and set the results beside the papers' figures."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import warnings
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lstmkit.cli.common import app, console, fail, run_dir
+from lstmkit.errors import LstmkitError
+
+
+@app.command()
+def paper(
+    experiments: Annotated[list[str] | None, typer.Argument(help="Experiments to run (default: all): reber, lag-2a, "
+                                                                 "lag-2b, noise-3a, adding, multiplication, "
+                                                                 "order-6a, order-6b.")] = None,
+    profile: Annotated[str, typer.Option(help="quick (T = 100 levels, 3 seeds, ~20 min), full (every level; "
+                                              "writes docs/papers.md) or smoke (seconds).")] = "quick",
+    seeds: Annotated[int | None, typer.Option(help="Seeds per row (default: the profile's).")] = None,
+    settings: Annotated[str, typer.Option(help="Comma-separated settings: paper, modern, rnn, gru.")] =
+    "paper,modern,rnn,gru",
+    runs: Annotated[Path, typer.Option(help="Where run directories go.")] = Path("runs"),
+) -> None:
+    """Reproduce Hochreiter & Schmidhuber (1997) experiments 1-6: each in the paper's settings (the 1997
+    cell, online SGD, the paper's learning rate and criterion) and in modern settings (Adam,
+    mini-batches, standard cell), with an Elman RNN and a GRU under the same budget.
+
+    Examples:
+
+      lstmkit paper --profile smoke reber
+
+      lstmkit paper adding order-6a --seeds 3
+    """
+    from lstmkit.papers import markdown, plot_curves, run_profile
+
+    chosen = [s.strip() for s in settings.split(",") if s.strip()]
+    try:
+        tmp, final = run_dir(runs, f"paper-{profile}")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                results = run_profile(experiments or [], profile, seeds, chosen, progress=lambda r: console.print(
+                    f"  {r.experiment} {r.setting} seed {r.seed}: {'success' if r.success else 'not reached'} "
+                    f"after {r.sequences:,} sequences ({r.seconds:.0f} s)", markup=False, highlight=False))
+            report = markdown(results, profile)
+            (tmp / "report.md").write_text(report + "\n", encoding="utf-8")
+            (tmp / "results.json").write_text(json.dumps([dataclasses.asdict(r) for r in results], indent=1),
+                                              encoding="utf-8")
+            plot_curves(results, tmp / "curves.png")
+            tmp.rename(final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    except LstmkitError as error:
+        fail(str(error))
+        return
+    console.print(report, markup=False, highlight=False)
+    if profile == "full" and Path("docs").is_dir():
+        from lstmkit.io import atomic_write_text
+
+        atomic_write_text(Path("docs/papers.md"), "# The LSTM papers, reproduced\n\nWritten by `lstmkit paper "
+                          "--profile full`; learning curves in the run directory.\n\n" + report + "\n")
+        console.print("wrote docs/papers.md")
+    console.print(f"run directory: [bold]{final}[/]")

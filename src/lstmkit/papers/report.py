@@ -1,0 +1,152 @@
+"""Running a profile of experiments and reporting it: a table beside the papers' figures, and curves.
+
+``quick``: the T = 100 (or only) level of each experiment, 3 seeds, a short budget per run; about
+20 minutes on 2 cores for every experiment. ``full``: every level, the papers' budgets as far as a
+run's time allows, written to ``docs/papers.md``. A run that does not meet the paper's criterion
+within its budget is reported as not reached, with how far it got.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from lstmkit.errors import ConfigError
+from lstmkit.papers.experiments import EXPERIMENTS
+from lstmkit.papers.runner import RunResult, run
+
+__all__ = ["PROFILES", "Profile", "run_profile", "markdown", "plot_curves"]
+
+SETTING_ORDER = ("paper", "modern", "rnn", "gru")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How much to run: levels, seeds, and each run's budget."""
+
+    name: str
+    seeds: int
+    max_sequences: int
+    max_seconds: float
+    eval_every: int
+
+
+PROFILES = {
+    "quick": Profile("quick", 3, 200_000, 10.0, 1_000),
+    "full": Profile("full", 5, 2_000_000, 600.0, 5_000),
+    "smoke": Profile("smoke", 1, 200, 2.0, 100),
+}
+
+
+def _level_name(level: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in level.items())
+
+
+def run_profile(experiments: Sequence[str], profile: str | Profile = "quick", seeds: int | None = None,
+                settings: Sequence[str] = SETTING_ORDER,
+                progress: Callable[[RunResult], None] | None = None) -> list[RunResult]:
+    """Run every experiment, level, setting and seed of a profile.
+
+    Args:
+        experiments: experiment keys (empty: all).
+        profile: ``"quick"``, ``"full"``, ``"smoke"`` or a :class:`Profile`.
+        seeds: seeds per row (default: the profile's).
+        settings: which settings to run (``paper``, ``modern``, ``rnn``, ``gru``).
+        progress: called after each run.
+    """
+    chosen = PROFILES.get(profile) if isinstance(profile, str) else profile
+    if chosen is None:
+        raise ConfigError(f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}")
+    keys = list(experiments) or list(EXPERIMENTS)
+    unknown = [k for k in keys if k not in EXPERIMENTS]
+    if unknown:
+        raise ConfigError(f"unknown experiment(s) {unknown}; known: {', '.join(EXPERIMENTS)}")
+    level_profile = "full" if chosen.name == "full" else "quick"
+    results = []
+    for key in keys:
+        experiment = EXPERIMENTS[key]
+        for level in experiment.levels[level_profile]:
+            for setting in settings:
+                if setting not in experiment.settings:
+                    continue
+                for seed in range(seeds or chosen.seeds):
+                    result = run(experiment, level, setting, seed, chosen.max_sequences, chosen.max_seconds,
+                                 chosen.eval_every)
+                    results.append(result)
+                    if progress is not None:
+                        progress(result)
+    return results
+
+
+def _paper_figure(key: str, level: dict) -> str:
+    figures = EXPERIMENTS[key].paper
+    name = _level_name(level).replace(" ", "").replace("p=", "p=")
+    for figure_key, text in figures.items():
+        if figure_key == "" or figure_key.replace(" ", "") in name:
+            return text
+    return "; ".join(figures.values())
+
+
+def markdown(results: Sequence[RunResult], profile: str) -> str:
+    """The report as a Markdown table (one row per experiment, level and setting), with notes."""
+    lines = [
+        f"Profile `{profile}`. Success = the paper's criterion met within the run's budget; sequences = training "
+        "sequences until then (median over the successful seeds).",
+        "",
+        "| experiment | level | setting | success | median sequences to success | last test | the paper |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    rows: dict[tuple, list[RunResult]] = {}
+    for r in results:
+        rows.setdefault((r.experiment, _level_name(r.level), r.setting), []).append(r)
+    for (key, level_name, setting), group in rows.items():
+        experiment = EXPERIMENTS[key]
+        won = [r for r in group if r.success]
+        median = f"{statistics.median(r.sequences for r in won):,.0f}" if won else \
+            f"not reached ({max(r.sequences for r in group):,} seen)"
+        lines.append(f"| {experiment.title} | {level_name or '-'} | {experiment.settings[setting].label} | "
+                     f"{len(won)}/{len(group)} | {median} | {group[-1].evaluation} | "
+                     f"{_paper_figure(key, group[0].level)} |")
+    notes = {r.experiment: EXPERIMENTS[r.experiment].notes for r in results if EXPERIMENTS[r.experiment].notes}
+    if notes:
+        lines += ["", "Notes:"] + [f"- {EXPERIMENTS[k].title}: {v}." for k, v in notes.items()]
+    return "\n".join(lines)
+
+
+def plot_curves(results: Sequence[RunResult], path: str | Path) -> Path:
+    """Test error against training sequences, one panel per experiment and level."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels: dict[tuple, list[RunResult]] = {}
+    for r in results:
+        panels.setdefault((r.experiment, _level_name(r.level)), []).append(r)
+    columns = 3
+    rows = max(1, -(-len(panels) // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(5 * columns, 3.2 * rows), squeeze=False)
+    colors = dict(zip(SETTING_ORDER, ("tab:red", "tab:blue", "tab:gray", "tab:green")))
+    for ax, ((key, level_name), group) in zip(axes.flat, panels.items()):
+        seen = set()
+        for r in group:
+            if not r.curve:
+                continue
+            xs, ys = zip(*r.curve)
+            label = None if r.setting in seen else EXPERIMENTS[key].settings[r.setting].label
+            seen.add(r.setting)
+            ax.plot(xs, ys, color=colors.get(r.setting, "k"), alpha=0.7, lw=1.2, label=label)
+        ax.set_title(f"{EXPERIMENTS[key].title.split(':')[0]} {level_name}", fontsize=9)
+        ax.set_xlabel("training sequences", fontsize=8)
+        ax.set_ylabel("test error (criterion quantity)", fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,199 @@
+"""Training one run of an experiment on the shared engine, until the paper's criterion or the budget.
+
+The training stream is an endless supply of fresh random sequences (as in the papers), served in
+"epochs" of ``eval_every`` sequences so that the test criterion is checked at regular intervals;
+each sequence is drawn from a generator seeded by its index, so a run is reproducible. Updates are
+per sequence (``batch=1``, the papers' online learning) or per mini-batch, with the papers' summed
+squared error on sigmoid output units in every setting.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback
+from torch import Tensor, nn
+
+import lstmkit.nn as lnn
+from lstmkit.papers.experiments import Evaluation, Experiment, Setting, test_set
+from lstmkit.papers.tasks import Batch
+from lstmkit.train import BatchStream, TaskModule, TrainConfig, fit
+
+__all__ = ["PaperNet", "RunResult", "run"]
+
+RECENT = 2000  # the papers' window of recent training sequences
+
+
+class PaperNet(nn.Module):
+    """A recurrent layer and sigmoid output units at every step."""
+
+    def __init__(self, setting: Setting, inputs: int, outputs: int) -> None:
+        super().__init__()
+        if setting.model == "lstm":
+            variant = lnn.get_variant(setting.cell)
+            self.recurrent: nn.Module = lnn.LSTM(
+                inputs, setting.hidden, batch_first=True, cell=setting.cell, input_bias=setting.input_bias,
+                forget_bias=setting.forget_bias if variant.forget_gate else None)
+        elif setting.model == "gru":
+            self.recurrent = lnn.GRU(inputs, setting.hidden, batch_first=True)
+        else:
+            self.recurrent = lnn.RNN(inputs, setting.hidden, batch_first=True)
+        self.head = nn.Linear(setting.hidden, outputs)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out, _ = self.recurrent(x)
+        return torch.sigmoid(self.head(out))
+
+
+class SequenceStream(torch.utils.data.Dataset):
+    """Fresh random sequences of an experiment; a batch's sequences are drawn from a generator
+    seeded by the run's seed and the batch's first index."""
+
+    def __init__(self, experiment: Experiment, level: dict, seed: int, per_epoch: int) -> None:
+        self.experiment, self.level, self.seed, self.per_epoch = experiment, level, seed, per_epoch
+
+    def __len__(self) -> int:
+        return self.per_epoch
+
+    def __getitems__(self, indices: list[int]) -> Batch:
+        rng = np.random.default_rng([self.seed, int(indices[0])])
+        return self.experiment.make(rng, len(indices), self.level)
+
+
+class StreamSampler:
+    """Indices ``epoch * n ... (epoch + 1) * n - 1``: every epoch new sequences, in order."""
+
+    def __init__(self, size: int) -> None:
+        self.size, self.epoch = size, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.epoch * self.size, (self.epoch + 1) * self.size))
+
+    def __len__(self) -> int:
+        return self.size
+
+
+class PaperModule(TaskModule):
+    """The papers' loss (half the summed squared error at the error-signal steps), the test
+    criterion at every validation, and the training-stream rule over the recent sequences."""
+
+    def __init__(self, network: PaperNet, config: TrainConfig, experiment: Experiment, test: Batch) -> None:
+        super().__init__(network, config)
+        self.experiment, self.test = experiment, test
+        self.recent_errors: collections.deque = collections.deque(maxlen=RECENT)
+        self.recent_correct: collections.deque = collections.deque(maxlen=RECENT)
+        self.evaluation: Evaluation | None = None
+        self.rule_met = False
+
+    def step_loss(self, batch: Batch) -> Tensor:
+        outputs = self.network(batch.inputs)
+        squared = ((outputs - batch.targets) ** 2).sum(-1) * batch.mask  # (B, T)
+        if self.experiment.correct is not None and self.training:
+            with torch.no_grad():
+                per_sequence = squared.sum(-1) / batch.mask.sum(-1).clamp_min(1)
+                self.recent_errors.extend(per_sequence.tolist())
+                self.recent_correct.extend(self.experiment.correct(outputs.detach(), batch).tolist())
+        return 0.5 * squared.sum() / len(batch.lengths)
+
+    def validation_step(self, chunk, chunk_idx: int) -> None:
+        with torch.no_grad():
+            outputs = self.network(self.test.inputs)
+        self.evaluation = self.experiment.evaluate(outputs, self.test)
+        self.log("val_loss", float(self.evaluation.error), batch_size=1)
+
+    @staticmethod
+    def batch_size_of(batch: Batch) -> int:
+        return len(batch.lengths)
+
+    def check_rule(self) -> None:
+        rule = self.experiment.train_rule
+        if rule is not None and len(self.recent_correct) == RECENT:
+            self.rule_met = rule(np.asarray(self.recent_errors), np.asarray(self.recent_correct, dtype=bool))
+
+    @property
+    def succeeded(self) -> bool:
+        passed = self.evaluation is not None and self.evaluation.success
+        return passed and (self.experiment.train_rule is None or self.rule_met)
+
+
+class _Stop(Callback):
+    """Stops at the paper's criterion, and records the learning curve."""
+
+    def __init__(self, batch: int) -> None:
+        self.batch = batch
+        self.curve: list[tuple[int, float]] = []
+        self.success_at: int | None = None
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: PaperModule) -> None:
+        module.check_rule()
+        seen = trainer.global_step * self.batch
+        if module.evaluation is not None:
+            self.curve.append((seen, module.evaluation.error))
+        if module.succeeded and self.success_at is None:
+            self.success_at = seen
+            trainer.should_stop = True
+
+
+@dataclass
+class RunResult:
+    """One run: did it meet the paper's criterion, after how many sequences, at what cost."""
+
+    experiment: str
+    level: dict
+    setting: str
+    seed: int
+    success: bool
+    sequences: int
+    seconds: float
+    evaluation: str
+    curve: list[tuple[int, float]] = field(default_factory=list)
+
+
+def run(experiment: Experiment, level: dict, setting_key: str, seed: int, max_sequences: int, max_seconds: float,
+        eval_every: int) -> RunResult:
+    """Train one network until the criterion is met or the budget (sequences or seconds) is spent."""
+    setting = experiment.settings[setting_key]
+    per_epoch = max(setting.batch, eval_every // setting.batch * setting.batch)
+    config = TrainConfig(max_epochs=max(1, math.ceil(max_sequences / per_epoch)), batch_size=setting.batch,
+                         optimizer=setting.optimizer, learning_rate=setting.learning_rate, lr_schedule="none",
+                         gradient_clip=setting.clip, early_stopping_patience=0, seed=seed, loggers=(),
+                         max_time=max_seconds, num_threads=1)  # tiny networks: a second thread only costs
+    test = test_set(experiment, level, seed)
+    L.seed_everything(seed, verbose=False)
+    network = PaperNet(setting, test.inputs.shape[-1], test.targets.shape[-1])
+    module = PaperModule(network, config, experiment, test)
+    stream = SequenceStream(experiment, level, seed, per_epoch)
+    stop = _Stop(setting.batch)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="lstmkit-paper-") as scratch:
+        # updates per sequence (batch 1) or per mini-batch; many of them per Lightning step
+        chunk = max(1, 256 // setting.batch)
+        train = BatchStream(stream, setting.batch, False, seed, chunk=chunk, sampler=StreamSampler(per_epoch))
+        fit(module, train, BatchStream(_One(), 1, False), Path(scratch), callbacks=[stop])
+    seconds = time.perf_counter() - start
+    evaluation = module.evaluation
+    seen = stop.success_at if stop.success_at is not None else (stop.curve[-1][0] if stop.curve else 0)
+    return RunResult(experiment.key, level, setting_key, seed, stop.success_at is not None, seen, seconds,
+                     evaluation.detail if evaluation is not None else "not evaluated", stop.curve)
+
+
+class _One(torch.utils.data.Dataset):
+    """One placeholder item: validation evaluates the module's own test set."""
+
+    def __len__(self) -> int:
+        return 1
+
+    def __getitems__(self, indices: list[int]) -> int:
+        return 0

@@ -1,0 +1,259 @@
+"""The tasks of the LSTM papers, as generators of (inputs, targets, mask) batches.
+
+Hochreiter & Schmidhuber (1997), *Long Short-Term Memory*, experiments 1-6, and Gers, Schmidhuber &
+Cummins (2000), *Learning to forget*, continual embedded Reber grammar. Each generator follows the
+paper's description; where the paper leaves a detail open the choice is stated in the docstring.
+
+Every task returns float tensors ``inputs`` ``(B, T, I)`` and ``targets`` ``(B, T, O)`` with a
+``mask`` ``(B, T)`` of the steps that carry an error signal, padded to the longest sequence of the
+batch (``lengths`` ``(B,)``). Randomness comes from a ``numpy.random.Generator`` so that a seed
+fixes the data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["Batch", "REBER_SYMBOLS", "reber_string", "embedded_reber_string", "embedded_reber",
+           "continual_reber", "long_lag", "two_sequence", "adding", "multiplication", "temporal_order"]
+
+
+@dataclass
+class Batch:
+    """A padded batch: ``inputs`` ``(B, T, I)``, ``targets`` ``(B, T, O)``, ``mask`` ``(B, T)``
+    (1 where an error signal is given) and ``lengths`` ``(B,)``."""
+
+    inputs: Tensor
+    targets: Tensor
+    mask: Tensor
+    lengths: Tensor
+
+
+def _pad(inputs: list[np.ndarray], targets: list[np.ndarray], masks: list[np.ndarray]) -> Batch:
+    lengths = [len(x) for x in inputs]
+    T = max(lengths)
+    B = len(inputs)
+    x = np.zeros((B, T, inputs[0].shape[1]), dtype=np.float32)
+    y = np.zeros((B, T, targets[0].shape[1]), dtype=np.float32)
+    m = np.zeros((B, T), dtype=np.float32)
+    for b, (xi, yi, mi) in enumerate(zip(inputs, targets, masks)):
+        x[b, : len(xi)], y[b, : len(yi)], m[b, : len(mi)] = xi, yi, mi
+    return Batch(torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(m), torch.tensor(lengths))
+
+
+# -- Experiment 1: the embedded Reber grammar --------------------------------------------------
+
+REBER_SYMBOLS = "BTPSXVE"
+# the Reber graph: node -> [(symbol, next node)]; node 6 emits E and ends the string
+_REBER = {0: [("B", 1)], 1: [("T", 2), ("P", 3)], 2: [("S", 2), ("X", 4)], 3: [("T", 3), ("V", 5)],
+          4: [("X", 3), ("S", 6)], 5: [("P", 4), ("V", 6)], 6: [("E", -1)]}
+
+
+def reber_string(rng: np.random.Generator) -> tuple[str, list[str]]:
+    """A Reber string and, after each of its symbols, the set of symbols that may follow."""
+    node, symbols, allowed = 0, [], []
+    while node != -1:
+        options = _REBER[node]
+        symbol, node = options[rng.integers(len(options))]
+        symbols.append(symbol)
+        allowed.append("".join(s for s, _ in _REBER[node]) if node != -1 else "")
+    return "".join(symbols), allowed
+
+
+def embedded_reber_string(rng: np.random.Generator) -> tuple[str, list[str]]:
+    """``B c <Reber string> c E`` with ``c`` T or P at random: predicting the second-last symbol
+    needs the second one, remembered across the inner string."""
+    c = "TP"[rng.integers(2)]
+    inner, inner_allowed = reber_string(rng)
+    string = "B" + c + inner + c + "E"
+    allowed = ["TP", "B"] + inner_allowed[:-1] + [c, "E", ""]
+    return string, allowed
+
+
+def _reber_batch(strings: list[tuple[str, list[str]]]) -> Batch:
+    index = {s: i for i, s in enumerate(REBER_SYMBOLS)}
+    inputs, targets, masks = [], [], []
+    for string, allowed in strings:
+        steps = len(string) - 1  # the last symbol predicts nothing
+        x = np.zeros((steps, 7), dtype=np.float32)
+        y = np.zeros((steps, 7), dtype=np.float32)
+        for t in range(steps):
+            x[t, index[string[t]]] = 1
+            for s in allowed[t]:
+                y[t, index[s]] = 1
+        inputs.append(x)
+        targets.append(y)
+        masks.append(np.ones(steps, dtype=np.float32))
+    return _pad(inputs, targets, masks)
+
+
+def embedded_reber(rng: np.random.Generator, batch: int) -> Batch:
+    """Exp 1: next-symbol prediction on embedded Reber strings. Targets are the possible next
+    symbols (several ones where the grammar branches), one-hot inputs of the 7 symbols."""
+    return _reber_batch([embedded_reber_string(rng) for _ in range(batch)])
+
+
+def continual_reber(rng: np.random.Generator, steps: int) -> Batch:
+    """Gers et al. 2000: embedded Reber strings one after the other with no reset, as one stream of
+    ``steps`` symbols (batch 1). After a string's final E the next string's B follows for certain."""
+    text, allowed = "", []
+    while len(text) <= steps:
+        string, string_allowed = embedded_reber_string(rng)
+        text += string
+        allowed += string_allowed[:-1] + ["B"]
+    return _reber_batch([(text[: steps + 1], allowed[: steps + 1])])
+
+
+# -- Experiment 2: noise-free and noisy sequences with long time lags --------------------------
+
+
+def long_lag(rng: np.random.Generator, batch: int, p: int = 100, variant: str = "a") -> Batch:
+    """Exp 2a/2b/2c.
+
+    * ``"a"``: ``(y, a_1, ..., a_{p-1}, y)`` or ``(x, a_1, ..., a_{p-1}, x)``, one-hot over p + 1
+      symbols; predict every next symbol (the last one needs the first).
+    * ``"b"``: as a, but the middle is a random string over ``a_1 .. a_{p-1}``; only the last
+      prediction carries an error signal (the middle is unpredictable).
+    * ``"c"``: ``b, r, q = p random distractors, e`` then the target ``r`` (x or y) at the step of
+      ``e``; p + 4 input symbols. The paper's expected length is about q; here it is exactly
+      q + 3 steps, with the error signal at the end only.
+    """
+    inputs, targets, masks = [], [], []
+    for _ in range(batch):
+        first = rng.integers(2)  # 0: x, 1: y
+        if variant in ("a", "b"):
+            symbols = p + 1  # a_1 .. a_{p-1}, x, y
+            middle = list(range(p - 1)) if variant == "a" else list(rng.integers(0, p - 1, size=p - 1))
+            sequence = [p - 1 + first] + middle + [p - 1 + first]
+            x = np.eye(symbols, dtype=np.float32)[sequence[:-1]]
+            y = np.eye(symbols, dtype=np.float32)[sequence[1:]]
+            m = np.ones(len(sequence) - 1, dtype=np.float32) if variant == "a" else \
+                np.eye(1, len(sequence) - 1, len(sequence) - 2, dtype=np.float32)[0]
+        else:
+            symbols = p + 4  # a_1 .. a_p, b, e, x, y
+            b, e, r = p, p + 1, p + 2 + first
+            sequence = [b, r] + list(rng.integers(0, p, size=p)) + [e]
+            x = np.eye(symbols, dtype=np.float32)[sequence]
+            y = np.zeros((len(sequence), 2), dtype=np.float32)
+            y[-1, first] = 1
+            m = np.zeros(len(sequence), dtype=np.float32)
+            m[-1] = 1
+        inputs.append(x)
+        targets.append(y)
+        masks.append(m)
+    return _pad(inputs, targets, masks)
+
+
+# -- Experiment 3: noise and signal on the same channel ---------------------------------------
+
+
+def two_sequence(rng: np.random.Generator, batch: int, T: int = 100, N: int = 3) -> Batch:
+    """Exp 3a (Bengio et al.'s two-sequence problem): the first N inputs are 1.0 (class 1) or -1.0
+    (class 2), the others Gaussian noise (mean 0, variance 0.2); the target at the end is 1.0 or 0.0.
+    Length T (the paper draws it in [T, T + T/10]; so does this generator)."""
+    inputs, targets, masks = [], [], []
+    for _ in range(batch):
+        length = int(rng.integers(T, T + T // 10 + 1))
+        label = rng.integers(2)
+        x = rng.normal(0.0, np.sqrt(0.2), size=(length, 1)).astype(np.float32)
+        x[:N, 0] = 1.0 if label == 0 else -1.0
+        y = np.zeros((length, 1), dtype=np.float32)
+        y[-1, 0] = 1.0 if label == 0 else 0.0
+        m = np.zeros(length, dtype=np.float32)
+        m[-1] = 1
+        inputs.append(x)
+        targets.append(y)
+        masks.append(m)
+    return _pad(inputs, targets, masks)
+
+
+# -- Experiments 4 and 5: adding and multiplication -------------------------------------------
+
+
+def _marked(rng: np.random.Generator, T: int, low: float, first_default: float, combine) -> tuple:
+    length = int(rng.integers(T, T + T // 10 + 1))
+    values = rng.uniform(low, 1.0, size=length).astype(np.float32)
+    markers = np.zeros(length, dtype=np.float32)
+    markers[0] = markers[-1] = -1.0
+    first = int(rng.integers(10))
+    second = first
+    while second == first:
+        second = int(rng.integers(T // 2 - 1))
+    markers[first] = markers[second] = 1.0
+    # "in the rare case where the first pair of the sequence gets marked" its value counts as the
+    # neutral element (0 for the sum, 1 for the product); the second mark may land there too
+    x1 = first_default if first == 0 else float(values[first])
+    x2 = first_default if second == 0 else float(values[second])
+    return np.stack([values, markers], 1), combine(x1, x2)
+
+
+def adding(rng: np.random.Generator, batch: int, T: int = 100) -> Batch:
+    """Exp 4: pairs (value in [-1, 1], marker); one of the first 10 pairs and one of the first
+    T/2 - 1 are marked with 1.0, the first and last pair with -1.0; the target at the end is
+    0.5 + (X1 + X2) / 4 (X1 = 0 when the first pair is the marked one). Length in [T, 1.1 T]."""
+    inputs, targets, masks = [], [], []
+    for _ in range(batch):
+        x, target = _marked(rng, T, -1.0, 0.0, lambda a, b: 0.5 + (a + b) / 4.0)
+        y = np.zeros((len(x), 1), dtype=np.float32)
+        y[-1, 0] = target
+        m = np.zeros(len(x), dtype=np.float32)
+        m[-1] = 1
+        inputs.append(x)
+        targets.append(y)
+        masks.append(m)
+    return _pad(inputs, targets, masks)
+
+
+def multiplication(rng: np.random.Generator, batch: int, T: int = 100) -> Batch:
+    """Exp 5: as Exp 4 with values in [0, 1] and the target X1 * X2 (X1 = 1 when the first pair is
+    the marked one)."""
+    inputs, targets, masks = [], [], []
+    for _ in range(batch):
+        x, target = _marked(rng, T, 0.0, 1.0, lambda a, b: a * b)
+        y = np.zeros((len(x), 1), dtype=np.float32)
+        y[-1, 0] = target
+        m = np.zeros(len(x), dtype=np.float32)
+        m[-1] = 1
+        inputs.append(x)
+        targets.append(y)
+        masks.append(m)
+    return _pad(inputs, targets, masks)
+
+
+# -- Experiment 6: temporal order ------------------------------------------------------------
+
+_ORDER_SYMBOLS = "EBXYabcd"
+
+
+def temporal_order(rng: np.random.Generator, batch: int, relevant: int = 2) -> Batch:
+    """Exp 6a (``relevant=2``, 4 classes) and 6b (``relevant=3``, 8 classes).
+
+    Length in [100, 110]; E first, B last, the relevant symbols (X or Y) at t1 in [10, 20],
+    t2 in [50, 60] (6a) or t1 in [10, 20], t2 in [33, 43], t3 in [66, 76] (6b); every other step a
+    distractor a, b, c or d. The target at the end is one-hot over the 2^relevant orders.
+    """
+    windows = {2: [(10, 20), (50, 60)], 3: [(10, 20), (33, 43), (66, 76)]}[relevant]
+    classes = 2 ** relevant
+    inputs, targets, masks = [], [], []
+    for _ in range(batch):
+        length = int(rng.integers(100, 111))
+        sequence = list(rng.integers(4, 8, size=length))
+        sequence[0], sequence[-1] = 0, 1
+        label = 0
+        for low, high in windows:
+            symbol = int(rng.integers(2))  # 0: X, 1: Y
+            sequence[int(rng.integers(low, high + 1))] = 2 + symbol
+            label = 2 * label + symbol
+        x = np.eye(len(_ORDER_SYMBOLS), dtype=np.float32)[sequence]
+        y = np.zeros((length, classes), dtype=np.float32)
+        y[-1, label] = 1
+        m = np.zeros(length, dtype=np.float32)
+        m[-1] = 1
+        inputs.append(x)
+        targets.append(y)
+        masks.append(m)
+    return _pad(inputs, targets, masks)

@@ -1,0 +1,172 @@
+"""The papers' task generators follow the papers; the criteria are the papers'; a smoke run works."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from lstmkit.errors import ConfigError
+from lstmkit.papers import EXPERIMENTS, markdown, run, run_profile, tasks
+from lstmkit.papers.experiments import _max_error_below, _reber_correct, _stop_when, _wrong_count
+
+RNG = np.random.default_rng(0)
+
+
+def _accepts(string: str) -> bool:
+    """Walk the Reber graph: is ``string`` a Reber string?"""
+    node = 0
+    for symbol in string:
+        options = dict(tasks._REBER[node]) if node != -1 else {}
+        if symbol not in options:
+            return False
+        node = options[symbol]
+    return node == -1
+
+
+def test_reber_strings_follow_the_grammar_and_the_allowed_sets():
+    for _ in range(200):
+        string, allowed = tasks.reber_string(RNG)
+        assert _accepts(string)
+        for t in range(len(string) - 1):
+            assert string[t + 1] in allowed[t]
+        embedded, allowed = tasks.embedded_reber_string(RNG)
+        assert embedded[0] == "B" and embedded[-1] == "E" and embedded[1] == embedded[-2] in "TP"
+        assert _accepts(embedded[2:-2])
+        assert allowed[-3] == embedded[1]  # after the inner E only the remembered symbol can follow
+        for t in range(len(embedded) - 1):
+            assert embedded[t + 1] in allowed[t]
+
+
+def test_reber_batch_targets_and_continual_stream():
+    batch = tasks.embedded_reber(RNG, 4)
+    assert batch.inputs.shape[-1] == 7 and torch.all(batch.inputs.sum(-1)[batch.mask.bool()] == 1)
+    assert torch.all(batch.targets.sum(-1)[batch.mask.bool()] >= 1)
+    stream = tasks.continual_reber(RNG, 500)
+    assert stream.inputs.shape == (1, 500, 7) and stream.mask.sum() == 500
+
+
+@pytest.mark.parametrize("variant", ["a", "b"])
+def test_long_lag_a_and_b(variant):
+    batch = tasks.long_lag(RNG, 6, p=10, variant=variant)
+    x, y, m = batch.inputs, batch.targets, batch.mask
+    assert x.shape == (6, 10, 11)
+    first = x[:, 0].argmax(-1)
+    assert torch.equal(y[:, -1].argmax(-1), first)  # the last symbol repeats the first
+    assert set(first.tolist()) <= {9, 10}  # x or y
+    if variant == "a":
+        assert torch.equal(x[0, 1:].argmax(-1), torch.arange(9))  # the fixed middle a_1..a_{p-1}
+        assert m.sum() == 60
+    else:
+        assert torch.equal(m[:, :-1], torch.zeros(6, 9)) and torch.equal(m[:, -1], torch.ones(6))
+
+
+def test_long_lag_c():
+    batch = tasks.long_lag(RNG, 5, p=20, variant="c")
+    x, y = batch.inputs, batch.targets
+    assert x.shape == (5, 23, 24)
+    relevant = x[:, 1].argmax(-1) - 22  # 0: x, 1: y
+    assert torch.equal(y[:, -1].argmax(-1), relevant)
+    assert torch.all(x[:, 0].argmax(-1) == 20) and torch.all(x[:, -1].argmax(-1) == 21)
+
+
+def test_two_sequence_problem():
+    batch = tasks.two_sequence(RNG, 200, T=100, N=3)
+    assert torch.all((batch.lengths >= 100) & (batch.lengths <= 110))
+    signs = batch.inputs[:, :3, 0]
+    assert torch.all((signs == 1) | (signs == -1)) and torch.all(signs == signs[:, :1])
+    final = batch.targets[torch.arange(200), batch.lengths - 1, 0]
+    assert torch.equal(final, (signs[:, 0] == 1).float())
+    noise = torch.cat([batch.inputs[b, 3: batch.lengths[b], 0] for b in range(200)])
+    assert abs(noise.var().item() - 0.2) < 0.02 and abs(noise.mean().item()) < 0.02
+
+
+@pytest.mark.parametrize("kind", ["adding", "multiplication"])
+def test_adding_and_multiplication_follow_the_paper(kind):
+    make = tasks.adding if kind == "adding" else tasks.multiplication
+    batch = make(RNG, 300, T=100)
+    for b in range(300):
+        n = int(batch.lengths[b])
+        assert 100 <= n <= 110
+        values, markers = batch.inputs[b, :n, 0], batch.inputs[b, :n, 1]
+        marked = (markers == 1).nonzero().flatten().tolist()
+        # one mark among the first 10 pairs, the other among the first T/2 - 1 (in either order)
+        assert len(marked) == 2 and min(marked) < 10 and max(marked) < 49
+        assert markers[-1] == -1 and (markers[0] == -1 or 0 in marked)
+        neutral = 0.0 if kind == "adding" else 1.0
+        x1, x2 = (neutral if p == 0 else float(values[p]) for p in marked)
+        expected = 0.5 + (x1 + x2) / 4 if kind == "adding" else x1 * x2
+        assert batch.targets[b, n - 1, 0].item() == pytest.approx(expected, abs=1e-6)
+        assert batch.mask[b].sum() == 1 and batch.mask[b, n - 1] == 1
+        low = -1 if kind == "adding" else 0
+        assert values.min() >= low and values.max() <= 1
+
+
+@pytest.mark.parametrize("relevant,windows", [(2, [(10, 20), (50, 60)]), (3, [(10, 20), (33, 43), (66, 76)])])
+def test_temporal_order(relevant, windows):
+    batch = tasks.temporal_order(RNG, 200, relevant)
+    for b in range(200):
+        n = int(batch.lengths[b])
+        symbols = batch.inputs[b, :n].argmax(-1)
+        assert symbols[0] == 0 and symbols[-1] == 1 and 100 <= n <= 110
+        positions = ((symbols == 2) | (symbols == 3)).nonzero().flatten().tolist()
+        assert len(positions) == relevant
+        assert all(low <= p <= high for p, (low, high) in zip(positions, windows))
+        label = 0
+        for p in positions:
+            label = 2 * label + int(symbols[p] == 3)
+        assert batch.targets[b, n - 1].argmax() == label and batch.targets[b, n - 1].sum() == 1
+
+
+def test_criteria_golden():
+    batch = tasks.adding(RNG, 4, T=100)
+    perfect = batch.targets.clone()
+    assert _wrong_count(0.04)(perfect, batch).success
+    off = perfect.clone()
+    rows = torch.arange(4)
+    off[rows, batch.lengths - 1] += 0.05
+    evaluation = _wrong_count(0.04, allowed=3)(off, batch)
+    assert not evaluation.success and evaluation.error == 1.0 and "4 of 4 wrong" in evaluation.detail
+    assert _max_error_below(0.25)(perfect + 0.2 * batch.mask.unsqueeze(-1), batch).success
+    assert not _max_error_below(0.25)(perfect + 0.3 * batch.mask.unsqueeze(-1), batch).success
+    assert _stop_when(0.01, 0)(np.full(2000, 0.001), np.ones(2000, dtype=bool))
+    assert not _stop_when(0.01, 0)(np.full(2000, 0.001), np.r_[np.ones(1999, dtype=bool), [False]])
+    assert not _stop_when(0.01, 5)(np.full(2000, 0.02), np.ones(2000, dtype=bool))
+
+
+def test_reber_criterion_needs_exactly_the_possible_symbols_on_top():
+    batch = tasks.embedded_reber(RNG, 3)
+    good = batch.targets * 0.9 + 0.05  # allowed symbols on top
+    assert _reber_correct(good, batch).all()
+    bad = good.clone()
+    step = int(batch.mask[0].nonzero()[0])
+    wrong = int((batch.targets[0, step] == 0).nonzero()[0])
+    bad[0, step, wrong] = 1.0  # a symbol that cannot follow is now the most active
+    assert _reber_correct(bad, batch).tolist() == [False, True, True]
+
+
+def test_smoke_run_and_report():
+    result = run(EXPERIMENTS["reber"], {}, "modern", seed=0, max_sequences=300, max_seconds=20, eval_every=100)
+    assert result.sequences > 0 and result.curve and not result.success
+    assert result.curve[-1][0] == result.sequences
+    text = markdown([result], "smoke")
+    assert "1997 Exp 1" in text and "not reached" in text and "39,740" in text
+    with pytest.raises(ConfigError, match="unknown experiment"):
+        run_profile(["nope"], "smoke")
+    with pytest.raises(ConfigError, match="unknown profile"):
+        run_profile(["reber"], "long")
+
+
+def test_paper_command_writes_a_run_directory(tmp_path):
+    from lstmkit.cli.main import app
+
+    result = CliRunner().invoke(app, ["paper", "reber", "--profile", "smoke", "--settings", "modern,rnn",
+                                      "--runs", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    (run_directory,) = tmp_path.iterdir()
+    assert {p.name for p in run_directory.iterdir()} == {"report.md", "results.json", "curves.png"}
+    results = json.loads((run_directory / "results.json").read_text())
+    assert [r["setting"] for r in results] == ["modern", "rnn"]
+    assert (run_directory / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert "Elman RNN" in result.output
