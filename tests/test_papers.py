@@ -9,7 +9,15 @@ from typer.testing import CliRunner
 
 from lstmkit.errors import ConfigError
 from lstmkit.papers import EXPERIMENTS, markdown, run, run_profile, tasks
-from lstmkit.papers.experiments import _max_error_below, _reber_correct, _stop_when, _wrong_count
+from lstmkit.papers.experiments import (
+    _continual_evaluate,
+    _continual_evaluate_network,
+    _max_error_below,
+    _reber_correct,
+    _stop_when,
+    _wrong_count,
+)
+from lstmkit.papers.runner import PaperNet
 
 RNG = np.random.default_rng(0)
 
@@ -45,6 +53,77 @@ def test_reber_batch_targets_and_continual_stream():
     assert torch.all(batch.targets.sum(-1)[batch.mask.bool()] >= 1)
     stream = tasks.continual_reber(RNG, 500)
     assert stream.inputs.shape == (1, 500, 7) and stream.mask.sum() == 500
+
+
+def test_continual_stream_is_embedded_reber_strings_back_to_back():
+    stream = tasks.continual_reber(RNG, 2000, batch=2)
+    assert stream.inputs.shape == (2, 2000, 7)
+    for b in range(2):
+        symbols = "".join(tasks.REBER_SYMBOLS[i] for i in stream.inputs[b].argmax(-1).tolist())
+        strings = symbols.replace("EB", "E|B").split("|")[:-1]  # the last one is cut off
+        assert len(strings) > 50
+        for string in strings:
+            assert string[0] == "B" and string[-1] == "E" and string[1] == string[-2] in "TP"
+            assert _accepts(string[2:-2])
+        # after each E the next B is certain; the allowed sets match the next symbol everywhere
+        ends = np.cumsum([len(string) for string in strings]) - 1  # each string's final E
+        assert all(stream.targets[b, t].tolist() == [1, 0, 0, 0, 0, 0, 0] for t in ends)
+        next_index = stream.inputs[b, 1:].argmax(-1)
+        assert torch.all(stream.targets[b, :-1].gather(-1, next_index[:, None]) == 1)
+
+
+def test_continual_criterion_counts_consecutive_correct_predictions():
+    stream = tasks.continual_reber(RNG, 3000)
+    perfect = stream.targets * 0.9 + 0.05
+    assert _continual_evaluate(perfect, stream).success
+    bad = perfect.clone()
+    wrong = int((stream.targets[0, 1234] == 0).nonzero()[0])
+    bad[0, 1234, wrong] = 1.0
+    evaluation = _continual_evaluate(bad, stream)
+    assert not evaluation.success and "1,234 consecutive" in evaluation.detail
+
+    class Replay(torch.nn.Module):  # "a network" that replays fixed outputs, carrying its position
+        def run(self, x, state):
+            start = 0 if state is None else state
+            return bad[:, start:start + x.shape[1]], start + x.shape[1]
+
+    streamed = _continual_evaluate_network(Replay(), stream, piece=500)
+    assert streamed == evaluation
+
+
+def test_streamed_evaluation_of_a_real_network_equals_the_whole_stream():
+    from lstmkit.papers.experiments import Setting
+
+    torch.manual_seed(0)
+    net = PaperNet(Setting("lstm", "standard", 4, "sgd", 0.1, 1, 0.0), 7, 7)
+    stream = tasks.continual_reber(RNG, 1500)
+    with torch.no_grad():
+        whole = _continual_evaluate(net(stream.inputs), stream)
+    assert _continual_evaluate_network(net, stream, piece=100) == whole
+
+
+def test_timed_spikes():
+    batch = tasks.timed_spikes(RNG, 2, T=7, spikes=4)
+    assert batch.inputs.shape == (2, 29, 1) and batch.inputs[:, :, 0].sum(-1).tolist() == [1, 1]
+    assert batch.inputs[0, 0, 0] == 1
+    assert batch.targets[0, :, 0].nonzero().flatten().tolist() == [7, 14, 21, 28]
+    assert batch.mask.sum() == 2 * 29
+
+
+def test_spike_delays():
+    batch = tasks.spike_delays(np.random.default_rng(3), 200, intervals=(49, 50), spikes=4)
+    classes = []
+    for b in range(200):
+        length = int(batch.lengths[b])
+        times = batch.inputs[b, :length, 0].nonzero().flatten()
+        gaps = set(times.diff().tolist())
+        assert len(times) == 4 and len(gaps) == 1 and gaps <= {49, 50}
+        assert times[0] < 50 and times[-1] == length - 1  # the stream ends at the last spike
+        assert batch.mask[b].nonzero().flatten().tolist() == times[1:].tolist()
+        target = batch.targets[b, times[1:], 0]
+        assert torch.all(target == (1.0 if gaps == {50} else 0.0))
+        classes.append(gaps == {50})
+    assert 70 < sum(classes) < 130  # both intervals, about equally often (binomial, p = 0.5)
 
 
 @pytest.mark.parametrize("variant", ["a", "b"])
@@ -130,6 +209,8 @@ def test_criteria_golden():
     assert not evaluation.success and evaluation.error == 1.0 and "4 of 4 wrong" in evaluation.detail
     assert _max_error_below(0.25)(perfect + 0.2 * batch.mask.unsqueeze(-1), batch).success
     assert not _max_error_below(0.25)(perfect + 0.3 * batch.mask.unsqueeze(-1), batch).success
+    assert _max_error_below(0.49)(perfect + 0.48 * batch.mask.unsqueeze(-1), batch).success
+    assert not _max_error_below(0.49)(perfect + 0.5 * batch.mask.unsqueeze(-1), batch).success
     assert _stop_when(0.01, 0)(np.full(2000, 0.001), np.ones(2000, dtype=bool))
     assert not _stop_when(0.01, 0)(np.full(2000, 0.001), np.r_[np.ones(1999, dtype=bool), [False]])
     assert not _stop_when(0.01, 5)(np.full(2000, 0.02), np.ones(2000, dtype=bool))
@@ -156,6 +237,8 @@ def test_smoke_run_and_report():
         run_profile(["nope"], "smoke")
     with pytest.raises(ConfigError, match="unknown profile"):
         run_profile(["reber"], "long")
+    with pytest.raises(ConfigError, match=r"unknown setting\(s\) \['modren'\]"):
+        run_profile(["reber"], "smoke", settings=["modern", "modren"])
 
 
 def test_paper_command_writes_a_run_directory(tmp_path):
@@ -170,3 +253,14 @@ def test_paper_command_writes_a_run_directory(tmp_path):
     assert [r["setting"] for r in results] == ["modern", "rnn"]
     assert (run_directory / "curves.png").read_bytes()[:4] == b"\x89PNG"
     assert "Elman RNN" in result.output
+
+
+@pytest.mark.parametrize("key", ["continual-reber", "timing-gts", "timing-msd"])
+def test_gers_experiments_smoke(key):
+    experiment = EXPERIMENTS[key]
+    level = experiment.levels["quick"][0]
+    if key == "continual-reber":
+        level = {**level, "test_steps": 5000}  # the paper's 10^6 is the profiles' business
+    result = run(experiment, level, "paper", seed=0, max_sequences=40, max_seconds=20, eval_every=20)
+    assert result.sequences == 40 and len(result.curve) == 2
+    assert "no-peephole" in experiment.settings or "no-forget" in experiment.settings

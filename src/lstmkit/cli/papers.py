@@ -18,18 +18,22 @@ from lstmkit.errors import LstmkitError
 @app.command()
 def paper(
     experiments: Annotated[list[str] | None, typer.Argument(help="Experiments to run (default: all): reber, lag-2a, "
-                                                                 "lag-2b, noise-3a, adding, multiplication, "
-                                                                 "order-6a, order-6b.")] = None,
+                                                                 "lag-2b, lag-2c, noise-3a, adding, multiplication, "
+                                                                 "order-6a, order-6b (1997); continual-reber "
+                                                                 "(2000); timing-gts, timing-msd (2002).")] = None,
     profile: Annotated[str, typer.Option(help="quick (T = 100 levels, 3 seeds, ~20 min), full (every level; "
                                               "writes docs/papers.md) or smoke (seconds).")] = "quick",
     seeds: Annotated[int | None, typer.Option(help="Seeds per row (default: the profile's).")] = None,
-    settings: Annotated[str, typer.Option(help="Comma-separated settings: paper, modern, rnn, gru.")] =
-    "paper,modern,rnn,gru",
+    settings: Annotated[str, typer.Option(help="Comma-separated settings: paper, no-forget, no-peephole (the papers' "
+                                               "ablations, where an experiment has them), modern, rnn, gru.")] =
+    "paper,no-forget,no-peephole,modern,rnn,gru",
     runs: Annotated[Path, typer.Option(help="Where run directories go.")] = Path("runs"),
 ) -> None:
-    """Reproduce Hochreiter & Schmidhuber (1997) experiments 1-6: each in the paper's settings (the 1997
-    cell, online SGD, the paper's learning rate and criterion) and in modern settings (Adam,
-    mini-batches, standard cell), with an Elman RNN and a GRU under the same budget.
+    """Reproduce Hochreiter & Schmidhuber (1997) experiments 1-6, the continual embedded Reber grammar of
+    Gers et al. (2000) and the timing tasks of Gers et al. (2002): each in the paper's settings (the
+    paper's cell, online SGD, the paper's learning rate and criterion; with and without forget gate or
+    peepholes where the paper compares them) and in modern settings (Adam, mini-batches, standard
+    cell), with an Elman RNN and a GRU under the same budget.
 
     Examples:
 

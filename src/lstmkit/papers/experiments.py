@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from lstmkit.papers import tasks
 from lstmkit.papers.tasks import Batch
@@ -81,6 +81,9 @@ class Experiment:
         train_rule: for experiments the paper stops on the training stream: the window of recent
             training sequences and a function ``rule(errors, correct) -> bool``.
         notes: differences from the paper's setup.
+        evaluate_network: where the test set is one long stream, ``evaluate_network(network, test)``
+            runs the network over it piece by piece (carrying its state) and may stop at the first
+            error; it gives the same result as ``evaluate`` on the whole stream's outputs.
     """
 
     key: str
@@ -94,12 +97,24 @@ class Experiment:
     correct: Callable[[Tensor, Batch], Tensor] | None = None
     train_rule: Callable[[np.ndarray, np.ndarray], bool] | None = None
     notes: str = ""
+    evaluate_network: Callable[[nn.Module, Batch], Evaluation] | None = None
+    test_make: Callable[[np.random.Generator, dict], Batch] | None = None
+
+
+_TEST_SETS: dict[tuple, Batch] = {}
 
 
 def test_set(experiment: Experiment, level: dict, seed: int) -> Batch:
-    """The fixed test sequences of an experiment (independent of the training stream)."""
-    rng = np.random.default_rng([seed, 9_999_991])
-    return experiment.make(rng, experiment.test_size, level)
+    """The fixed test sequences of an experiment (independent of the training stream; the same for
+    every setting of a seed, so they are made once)."""
+    key = (experiment.key, repr(sorted(level.items())), seed)
+    if key not in _TEST_SETS:
+        rng = np.random.default_rng([seed, 9_999_991])
+        if len(_TEST_SETS) >= 4:
+            _TEST_SETS.pop(next(iter(_TEST_SETS)))
+        _TEST_SETS[key] = (experiment.test_make(rng, level) if experiment.test_make is not None
+                           else experiment.make(rng, experiment.test_size, level))
+    return _TEST_SETS[key]
 
 
 # -- criteria ---------------------------------------------------------------------------------
@@ -119,15 +134,51 @@ def _max_error_below(threshold: float) -> Callable[[Tensor, Batch], Evaluation]:
     return evaluate
 
 
-def _reber_correct(outputs: Tensor, batch: Batch) -> Tensor:
-    """Per sequence: at every step the possible next symbols are exactly the most active outputs."""
+def _reber_steps_correct(outputs: Tensor, batch: Batch) -> Tensor:
+    """Per step ``(B, T)``: the possible next symbols are exactly the most active outputs (the
+    1997 paper's "the k most active output units", k the number of possible symbols)."""
     k = batch.targets.sum(-1).long()  # (B, T) number of possible next symbols
     order = outputs.argsort(-1, descending=True)
     ranks = torch.empty_like(order)
     ranks.scatter_(-1, order, torch.arange(outputs.shape[-1]).expand_as(order))
     predicted = ranks < k.unsqueeze(-1)  # the k most active outputs
-    step_ok = (predicted == batch.targets.bool()).all(-1) | (batch.mask == 0)
-    return step_ok.all(-1)
+    return (predicted == batch.targets.bool()).all(-1) | (batch.mask == 0)
+
+
+def _reber_correct(outputs: Tensor, batch: Batch) -> Tensor:
+    """Per sequence: every step predicted correctly."""
+    return _reber_steps_correct(outputs, batch).all(-1)
+
+
+def _consecutive_evaluation(run_length: int, total: int) -> Evaluation:
+    return Evaluation(run_length >= total, 1.0 - run_length / total,
+                      f"{run_length:,} consecutive correct predictions from the start of the test stream "
+                      f"(criterion: {total:,})")
+
+
+def _continual_evaluate(outputs: Tensor, batch: Batch) -> Evaluation:
+    """Gers et al. 2000: the number of correct predictions in a row from the start of one long
+    stream; success is the whole stream (10^6 symbols) without an error."""
+    ok = _reber_steps_correct(outputs, batch)[0]
+    wrong = (~ok).nonzero()
+    return _consecutive_evaluation(int(wrong[0]) if len(wrong) else len(ok), len(ok))
+
+
+def _continual_evaluate_network(network: nn.Module, batch: Batch, piece: int = 20_000) -> Evaluation:
+    """As :func:`_continual_evaluate`, running the network piece by piece and stopping at the first
+    error (an untrained network costs one piece, not 10^6 steps)."""
+    total = batch.inputs.shape[1]
+    state, done = None, 0
+    with torch.no_grad():
+        for start in range(0, total, piece):
+            part = Batch(*(t[:, start:start + piece] for t in (batch.inputs, batch.targets, batch.mask)),
+                         lengths=batch.lengths)
+            outputs, state = network.run(part.inputs, state)
+            wrong = (~_reber_steps_correct(outputs, part)[0]).nonzero()
+            if len(wrong):
+                return _consecutive_evaluation(done + int(wrong[0]), total)
+            done += part.inputs.shape[1]
+    return _consecutive_evaluation(done, total)
 
 
 def _reber_evaluate(outputs: Tensor, batch: Batch) -> Evaluation:
@@ -423,3 +474,86 @@ for _key, _relevant in (("order-6a", 2), ("order-6b", 3)):
             train_rule=_stop_when(0.1, 0),
         )
     )
+
+_register(
+    Experiment(
+        "continual-reber",
+        "Gers et al. 2000: continual embedded Reber grammar (no resets)",
+        make=lambda rng, batch, level: tasks.continual_reber(rng, level["train_steps"], batch),
+        evaluate=_continual_evaluate,
+        evaluate_network=_continual_evaluate_network,
+        test_make=lambda rng, level: tasks.continual_reber(rng, level["test_steps"]),
+        test_size=1,
+        levels={"quick": [{"train_steps": 500, "test_steps": 10**6}],
+                "full": [{"train_steps": 500, "test_steps": 10**6}]},
+        paper={"": "LSTM without forget gates: 0% of runs; with forget gates: 18% of runs reach 10^6 consecutive "
+                   "correct predictions (62% with learning-rate decay)"},
+        settings={
+            "paper": Setting("lstm", "standard", 8, "sgd", 0.5, 1, 0.0, input_bias=-1.0, forget_bias=1.0,
+                             label="paper: LSTM with forget gates, 8 cells, online SGD lr 0.5"),
+            "no-forget": Setting("lstm", "vanilla", 8, "sgd", 0.5, 1, 0.0, input_bias=-1.0,
+                                 label="paper: LSTM without forget gates (1997), 8 cells, online SGD lr 0.5"),
+            "modern": _modern(32),
+            **_baselines(32),
+        },
+        correct=_reber_correct,
+        notes="a run succeeds when a test stream of 10^6 symbols, from the network's initial state, is predicted "
+        "without one error (the paper's 10^6 consecutive correct predictions). Training sequences are streams of "
+        "500 symbols, each from the initial state, learnt with full backpropagation through time; the paper "
+        "learnt online on one endless stream and reset the network after each error. The paper's 4 blocks of 2 "
+        "cells are 8 cells here with one gate each; its gate biases were staggered per block (here input -1, "
+        "forget +1 for all); no learning-rate decay",
+    )
+)
+
+_TIMING_NOTES = ("the 2002 paper's training details (learning rate, initialisation) are not reproduced here: "
+                 "lstmkit's choice is online SGD with lr 0.1 and default initialisation for every 1-cell setting. "
+                 "The cell's output goes through one sigmoid output unit")
+
+_register(
+    Experiment(
+        "timing-gts",
+        "Gers et al. 2002: generating timed spikes (GTS)",
+        make=lambda rng, batch, level: tasks.timed_spikes(rng, batch, level["T"]),
+        evaluate=_max_error_below(0.49),
+        test_size=1,
+        levels={"quick": [{"T": 10}], "full": [{"T": 10}, {"T": 50}]},
+        paper={"": "1 block of 1 cell; success when every output is within 0.49 of its target; peephole LSTM "
+                   "learns to generate the spikes; without a forget gate the task fails"},
+        settings={
+            "paper": Setting("lstm", "peephole", 1, "sgd", 0.1, 1, 0.0,
+                             label="paper: peephole LSTM, 1 cell, online SGD lr 0.1"),
+            "no-peephole": Setting("lstm", "standard", 1, "sgd", 0.1, 1, 0.0,
+                                   label="paper: LSTM without peepholes, 1 cell, online SGD lr 0.1"),
+            "no-forget": Setting("lstm", "vanilla", 1, "sgd", 0.1, 1, 0.0,
+                                 label="paper: LSTM without forget gate (1997), 1 cell, online SGD lr 0.1"),
+            "modern": _modern(16),
+            **_baselines(16),
+        },
+        notes="one input spike at step 0, then an output spike every T steps for 10 spikes; every step carries "
+        "an error signal. " + _TIMING_NOTES,
+    )
+)
+
+_register(
+    Experiment(
+        "timing-msd",
+        "Gers et al. 2002: measuring spike delays (MSD)",
+        make=lambda rng, batch, level: tasks.spike_delays(rng, batch, tuple(level["intervals"])),
+        evaluate=_max_error_below(0.49),
+        test_size=256,
+        levels={"quick": [{"intervals": (49, 50)}], "full": [{"intervals": (49, 50)}]},
+        paper={"": "peephole LSTM learns to tell spikes 49 from 50 steps apart without short training exemplars; "
+                   "1 block of 1 cell, success when every output is within 0.49 of its target"},
+        settings={
+            "paper": Setting("lstm", "peephole", 1, "sgd", 0.1, 1, 0.0,
+                             label="paper: peephole LSTM, 1 cell, online SGD lr 0.1"),
+            "no-peephole": Setting("lstm", "standard", 1, "sgd", 0.1, 1, 0.0,
+                                   label="paper: LSTM without peepholes, 1 cell, online SGD lr 0.1"),
+            "modern": _modern(16),
+            **_baselines(16),
+        },
+        notes="4 input spikes T steps apart (T 49 or 50), the first after a random offset; at each later spike "
+        "the output must be 0 (49) or 1 (50). " + _TIMING_NOTES,
+    )
+)

@@ -1,6 +1,6 @@
 """Running a profile of experiments and reporting it: a table beside the papers' figures, and curves.
 
-``quick``: the T = 100 (or only) level of each experiment, 3 seeds, a short budget per run; about
+``quick``: the T = 100 (or smallest) level of each experiment, 3 seeds, a short budget per run; about
 20 minutes on 2 cores for every experiment. ``full``: every level, the papers' budgets as far as a
 run's time allows, written to ``docs/papers.md``. A run that does not meet the paper's criterion
 within its budget is reported as not reached, with how far it got.
@@ -19,7 +19,7 @@ from lstmkit.papers.runner import RunResult, run
 
 __all__ = ["PROFILES", "Profile", "run_profile", "markdown", "plot_curves"]
 
-SETTING_ORDER = ("paper", "modern", "rnn", "gru")
+SETTING_ORDER = ("paper", "no-forget", "no-peephole", "modern", "rnn", "gru")
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,8 @@ def run_profile(experiments: Sequence[str], profile: str | Profile = "quick", se
         experiments: experiment keys (empty: all).
         profile: ``"quick"``, ``"full"``, ``"smoke"`` or a :class:`Profile`.
         seeds: seeds per row (default: the profile's).
-        settings: which settings to run (``paper``, ``modern``, ``rnn``, ``gru``).
+        settings: which settings to run (``paper``, ``no-forget`` and ``no-peephole`` where an
+            experiment has them, ``modern``, ``rnn``, ``gru``).
         progress: called after each run.
     """
     chosen = PROFILES.get(profile) if isinstance(profile, str) else profile
@@ -63,6 +64,9 @@ def run_profile(experiments: Sequence[str], profile: str | Profile = "quick", se
     unknown = [k for k in keys if k not in EXPERIMENTS]
     if unknown:
         raise ConfigError(f"unknown experiment(s) {unknown}; known: {', '.join(EXPERIMENTS)}")
+    strange = [s for s in settings if s not in SETTING_ORDER]
+    if strange:
+        raise ConfigError(f"unknown setting(s) {strange}; known: {', '.join(SETTING_ORDER)}")
     level_profile = "full" if chosen.name == "full" else "quick"
     results = []
     for key in keys:
@@ -128,7 +132,7 @@ def plot_curves(results: Sequence[RunResult], path: str | Path) -> Path:
     columns = 3
     rows = max(1, -(-len(panels) // columns))
     fig, axes = plt.subplots(rows, columns, figsize=(5 * columns, 3.2 * rows), squeeze=False)
-    colors = dict(zip(SETTING_ORDER, ("tab:red", "tab:blue", "tab:gray", "tab:green")))
+    colors = dict(zip(SETTING_ORDER, ("tab:red", "tab:orange", "tab:purple", "tab:blue", "tab:gray", "tab:green")))
     for ax, ((key, level_name), group) in zip(axes.flat, panels.items()):
         seen = set()
         for r in group:

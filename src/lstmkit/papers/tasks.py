@@ -1,8 +1,10 @@
 """The tasks of the LSTM papers, as generators of (inputs, targets, mask) batches.
 
-Hochreiter & Schmidhuber (1997), *Long Short-Term Memory*, experiments 1-6, and Gers, Schmidhuber &
-Cummins (2000), *Learning to forget*, continual embedded Reber grammar. Each generator follows the
-paper's description; where the paper leaves a detail open the choice is stated in the docstring.
+Hochreiter & Schmidhuber (1997), *Long Short-Term Memory*, experiments 1-6; Gers, Schmidhuber &
+Cummins (2000), *Learning to forget*, continual embedded Reber grammar; Gers, Schraudolph &
+Schmidhuber (2002), *Learning precise timing*, generating timed spikes and measuring spike delays.
+Each generator follows the paper's description; where the paper leaves a detail open (or where
+lstmkit could not consult it) the choice is stated in the docstring.
 
 Every task returns float tensors ``inputs`` ``(B, T, I)`` and ``targets`` ``(B, T, O)`` with a
 ``mask`` ``(B, T)`` of the steps that carry an error signal, padded to the longest sequence of the
@@ -19,7 +21,8 @@ import torch
 from torch import Tensor
 
 __all__ = ["Batch", "REBER_SYMBOLS", "reber_string", "embedded_reber_string", "embedded_reber",
-           "continual_reber", "long_lag", "two_sequence", "adding", "multiplication", "temporal_order"]
+           "continual_reber", "long_lag", "two_sequence", "adding", "multiplication", "temporal_order",
+           "timed_spikes", "spike_delays"]
 
 
 @dataclass
@@ -74,19 +77,26 @@ def embedded_reber_string(rng: np.random.Generator) -> tuple[str, list[str]]:
     return string, allowed
 
 
+_SYMBOL_INDEX = {s: i for i, s in enumerate(REBER_SYMBOLS)}
+_ALLOWED_ROWS: dict[str, np.ndarray] = {}
+
+
+def _allowed_row(allowed: str) -> np.ndarray:
+    row = _ALLOWED_ROWS.get(allowed)
+    if row is None:
+        row = np.zeros(len(REBER_SYMBOLS), dtype=np.float32)
+        row[[_SYMBOL_INDEX[s] for s in allowed]] = 1
+        _ALLOWED_ROWS[allowed] = row
+    return row
+
+
 def _reber_batch(strings: list[tuple[str, list[str]]]) -> Batch:
-    index = {s: i for i, s in enumerate(REBER_SYMBOLS)}
+    eye = np.eye(len(REBER_SYMBOLS), dtype=np.float32)
     inputs, targets, masks = [], [], []
     for string, allowed in strings:
         steps = len(string) - 1  # the last symbol predicts nothing
-        x = np.zeros((steps, 7), dtype=np.float32)
-        y = np.zeros((steps, 7), dtype=np.float32)
-        for t in range(steps):
-            x[t, index[string[t]]] = 1
-            for s in allowed[t]:
-                y[t, index[s]] = 1
-        inputs.append(x)
-        targets.append(y)
+        inputs.append(eye[[_SYMBOL_INDEX[s] for s in string[:steps]]])
+        targets.append(np.stack([_allowed_row(a) for a in allowed[:steps]]))
         masks.append(np.ones(steps, dtype=np.float32))
     return _pad(inputs, targets, masks)
 
@@ -97,15 +107,20 @@ def embedded_reber(rng: np.random.Generator, batch: int) -> Batch:
     return _reber_batch([embedded_reber_string(rng) for _ in range(batch)])
 
 
-def continual_reber(rng: np.random.Generator, steps: int) -> Batch:
-    """Gers et al. 2000: embedded Reber strings one after the other with no reset, as one stream of
-    ``steps`` symbols (batch 1). After a string's final E the next string's B follows for certain."""
-    text, allowed = "", []
-    while len(text) <= steps:
+def _continual_string(rng: np.random.Generator, steps: int) -> tuple[str, list[str]]:
+    parts, allowed, length = [], [], 0
+    while length <= steps:
         string, string_allowed = embedded_reber_string(rng)
-        text += string
+        parts.append(string)
         allowed += string_allowed[:-1] + ["B"]
-    return _reber_batch([(text[: steps + 1], allowed[: steps + 1])])
+        length += len(string)
+    return "".join(parts)[: steps + 1], allowed[: steps + 1]
+
+
+def continual_reber(rng: np.random.Generator, steps: int, batch: int = 1) -> Batch:
+    """Gers et al. 2000: embedded Reber strings one after the other with no reset, as streams of
+    ``steps`` symbols each. After a string's final E the next string's B follows for certain."""
+    return _reber_batch([_continual_string(rng, steps) for _ in range(batch)])
 
 
 # -- Experiment 2: noise-free and noisy sequences with long time lags --------------------------
@@ -253,6 +268,49 @@ def temporal_order(rng: np.random.Generator, batch: int, relevant: int = 2) -> B
         y[-1, label] = 1
         m = np.zeros(length, dtype=np.float32)
         m[-1] = 1
+        inputs.append(x)
+        targets.append(y)
+        masks.append(m)
+    return _pad(inputs, targets, masks)
+
+
+# -- Gers, Schraudolph & Schmidhuber 2002: timing -----------------------------------------------
+
+
+def timed_spikes(rng: np.random.Generator, batch: int, T: int = 10, spikes: int = 10) -> Batch:
+    """GTS, generating timed spikes: a single input spike at step 0, then nothing; the output must
+    spike (target 1) at steps T, 2T, ..., ``spikes`` * T and stay at 0 everywhere else, so the network
+    has to count time by itself, with no external reset or teacher forcing. Every step carries an
+    error signal. (The sequences are all alike: ``rng`` is unused.)"""
+    length = spikes * T + 1
+    x = np.zeros((batch, length, 1), dtype=np.float32)
+    x[:, 0, 0] = 1.0
+    y = np.zeros((batch, length, 1), dtype=np.float32)
+    y[:, T::T, 0] = 1.0
+    m = np.ones((batch, length), dtype=np.float32)
+    return Batch(torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(m), torch.full((batch,), length))
+
+
+def spike_delays(rng: np.random.Generator, batch: int, intervals: tuple[int, ...] = (49, 50),
+                 spikes: int = 4) -> Batch:
+    """MSD, measuring spike delays: a train of ``spikes`` input spikes ``T`` steps apart, ``T`` drawn
+    per sequence from ``intervals``, the first spike after a random offset in ``[0, T)``; at every
+    spike from the second on, the output must report the interval, scaled to
+    ``(T - min) / (max - min)`` (0 or 1 for two intervals: telling 49 from 50 steps). The error
+    signal is given at those spikes only."""
+    low, high = min(intervals), max(intervals)
+    inputs, targets, masks = [], [], []
+    for _ in range(batch):
+        T = int(intervals[rng.integers(len(intervals))])
+        offset = int(rng.integers(T))
+        times = offset + T * np.arange(spikes)
+        length = int(times[-1]) + 1
+        x = np.zeros((length, 1), dtype=np.float32)
+        x[times, 0] = 1.0
+        y = np.zeros((length, 1), dtype=np.float32)
+        y[times[1:], 0] = (T - low) / (high - low) if high > low else 1.0
+        m = np.zeros(length, dtype=np.float32)
+        m[times[1:]] = 1
         inputs.append(x)
         targets.append(y)
         masks.append(m)

@@ -88,9 +88,9 @@ class TaskModule(L.LightningModule):
             loss = self.step_loss(batch)
             if not torch.isfinite(loss):
                 raise TrainingError(
-                    f"the training loss became {float(loss.detach())} at epoch {self.current_epoch}; training stopped before "
-                    "the update. Lower the learning rate, keep gradient clipping on, or check the data for "
-                    "extreme values."
+                    f"the training loss became {float(loss.detach())} at epoch {self.current_epoch}; training "
+                    "stopped before the update. Lower the learning rate, keep gradient clipping on, or check the "
+                    "data for extreme values."
                 )
             optimizer.zero_grad(set_to_none=True)
             self.manual_backward(loss)
