@@ -264,3 +264,20 @@ def test_gers_experiments_smoke(key):
     result = run(experiment, level, "paper", seed=0, max_sequences=40, max_seconds=20, eval_every=20)
     assert result.sequences == 40 and len(result.curve) == 2
     assert "no-peephole" in experiment.settings or "no-forget" in experiment.settings
+
+
+def test_a_total_budget_is_shared_among_the_runs():
+    import time
+
+    from lstmkit.papers.report import Profile
+
+    shared = Profile("shared", seeds=1, max_sequences=10**7, max_seconds=30.0, eval_every=500, total_seconds=6.0)
+    start = time.perf_counter()
+    results = run_profile(["lag-2a"], shared, settings=["modern", "gru"])
+    elapsed = time.perf_counter() - start
+    assert [r.setting for r in results] == ["modern", "gru"]
+    assert results[0].budget == pytest.approx(3.0, abs=0.1)  # half of the total, not max_seconds
+    assert results[0].budget + results[1].budget <= 6.0 + 1e-6
+    assert all(r.seconds < r.budget + 3.0 for r in results)  # max_time stops each run near its share
+    assert elapsed < 6.0 + 8.0
+    assert "| 3 s |" in markdown(results[:1], "shared")

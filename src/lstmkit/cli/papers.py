@@ -21,7 +21,7 @@ def paper(
                                                                  "lag-2b, lag-2c, noise-3a, adding, multiplication, "
                                                                  "order-6a, order-6b (1997); continual-reber "
                                                                  "(2000); timing-gts, timing-msd (2002).")] = None,
-    profile: Annotated[str, typer.Option(help="quick (T = 100 levels, 3 seeds, ~20 min), full (every level; "
+    profile: Annotated[str, typer.Option(help="quick (T = 100 levels, 3 seeds, 18 min in all), full (every level; "
                                               "writes docs/papers.md) or smoke (seconds).")] = "quick",
     seeds: Annotated[int | None, typer.Option(help="Seeds per row (default: the profile's).")] = None,
     settings: Annotated[str, typer.Option(help="Comma-separated settings: paper, no-forget, no-peephole (the papers' "

@@ -1,14 +1,15 @@
 """Running a profile of experiments and reporting it: a table beside the papers' figures, and curves.
 
-``quick``: the T = 100 (or smallest) level of each experiment, 3 seeds, a short budget per run; about
-20 minutes on 2 cores for every experiment. ``full``: every level, the papers' budgets as far as a
-run's time allows, written to ``docs/papers.md``. A run that does not meet the paper's criterion
+``quick``: the T = 100 (or smallest) level of each experiment, 3 seeds, 18 minutes shared among all
+runs (a run that meets its criterion early leaves its time to the others). ``full``: every level,
+up to 10 minutes per run, written to ``docs/papers.md``. A run that does not meet the paper's criterion
 within its budget is reported as not reached, with how far it got.
 """
 
 from __future__ import annotations
 
 import statistics
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,17 +25,25 @@ SETTING_ORDER = ("paper", "no-forget", "no-peephole", "modern", "rnn", "gru")
 
 @dataclass(frozen=True)
 class Profile:
-    """How much to run: levels, seeds, and each run's budget."""
+    """How much to run: levels, seeds, and each run's budget.
+
+    Attributes:
+        max_sequences, max_seconds: one run's budget (whichever ends first).
+        total_seconds: if set, the whole profile's wall-time budget: each run gets an equal share
+            of what is left (at most ``max_seconds``), so runs that meet the criterion early leave
+            more time to the ones after them, and the profile ends on time.
+    """
 
     name: str
     seeds: int
     max_sequences: int
     max_seconds: float
     eval_every: int
+    total_seconds: float | None = None
 
 
 PROFILES = {
-    "quick": Profile("quick", 3, 200_000, 10.0, 1_000),
+    "quick": Profile("quick", 3, 1_000_000, 60.0, 1_000, total_seconds=18 * 60.0),
     "full": Profile("full", 5, 2_000_000, 600.0, 5_000),
     "smoke": Profile("smoke", 1, 200, 2.0, 100),
 }
@@ -68,19 +77,21 @@ def run_profile(experiments: Sequence[str], profile: str | Profile = "quick", se
     if strange:
         raise ConfigError(f"unknown setting(s) {strange}; known: {', '.join(SETTING_ORDER)}")
     level_profile = "full" if chosen.name == "full" else "quick"
+    jobs = [(EXPERIMENTS[key], level, setting, seed)
+            for key in keys
+            for level in EXPERIMENTS[key].levels[level_profile]
+            for setting in settings if setting in EXPERIMENTS[key].settings
+            for seed in range(seeds or chosen.seeds)]
+    deadline = time.perf_counter() + chosen.total_seconds if chosen.total_seconds else None
     results = []
-    for key in keys:
-        experiment = EXPERIMENTS[key]
-        for level in experiment.levels[level_profile]:
-            for setting in settings:
-                if setting not in experiment.settings:
-                    continue
-                for seed in range(seeds or chosen.seeds):
-                    result = run(experiment, level, setting, seed, chosen.max_sequences, chosen.max_seconds,
-                                 chosen.eval_every)
-                    results.append(result)
-                    if progress is not None:
-                        progress(result)
+    for done, (experiment, level, setting, seed) in enumerate(jobs):
+        budget = chosen.max_seconds
+        if deadline is not None:
+            budget = min(budget, max(1.0, (deadline - time.perf_counter()) / (len(jobs) - done)))
+        result = run(experiment, level, setting, seed, chosen.max_sequences, budget, chosen.eval_every)
+        results.append(result)
+        if progress is not None:
+            progress(result)
     return results
 
 
@@ -97,10 +108,10 @@ def markdown(results: Sequence[RunResult], profile: str) -> str:
     """The report as a Markdown table (one row per experiment, level and setting), with notes."""
     lines = [
         f"Profile `{profile}`. Success = the paper's criterion met within the run's budget; sequences = training "
-        "sequences until then (median over the successful seeds).",
+        "sequences until then (median over the successful seeds); budget = the runs' median wall-time budget.",
         "",
-        "| experiment | level | setting | success | median sequences to success | last test | the paper |",
-        "|---|---|---|---|---|---|---|",
+        "| experiment | level | setting | success | median sequences to success | budget | last test | the paper |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     rows: dict[tuple, list[RunResult]] = {}
     for r in results:
@@ -111,7 +122,8 @@ def markdown(results: Sequence[RunResult], profile: str) -> str:
         median = f"{statistics.median(r.sequences for r in won):,.0f}" if won else \
             f"not reached ({max(r.sequences for r in group):,} seen)"
         lines.append(f"| {experiment.title} | {level_name or '-'} | {experiment.settings[setting].label} | "
-                     f"{len(won)}/{len(group)} | {median} | {group[-1].evaluation} | "
+                     f"{len(won)}/{len(group)} | {median} | {statistics.median(r.budget for r in group):.0f} s | "
+                     f"{group[-1].evaluation} | "
                      f"{_paper_figure(key, group[0].level)} |")
     notes = {r.experiment: EXPERIMENTS[r.experiment].notes for r in results if EXPERIMENTS[r.experiment].notes}
     if notes:

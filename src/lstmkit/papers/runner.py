@@ -167,6 +167,7 @@ class RunResult:
     seconds: float
     evaluation: str
     curve: list[tuple[int, float]] = field(default_factory=list)
+    budget: float = math.inf  # the run's wall-time budget in seconds
 
 
 def run(experiment: Experiment, level: dict, setting_key: str, seed: int, max_sequences: int, max_seconds: float,
@@ -195,7 +196,7 @@ def run(experiment: Experiment, level: dict, setting_key: str, seed: int, max_se
     evaluation = module.evaluation
     seen = stop.success_at if stop.success_at is not None else (stop.curve[-1][0] if stop.curve else 0)
     return RunResult(experiment.key, level, setting_key, seed, stop.success_at is not None, seen, seconds,
-                     evaluation.detail if evaluation is not None else "not evaluated", stop.curve)
+                     evaluation.detail if evaluation is not None else "not evaluated", stop.curve, max_seconds)
 
 
 def _warm_up(network: PaperNet, test: Batch) -> None:
