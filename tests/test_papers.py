@@ -281,3 +281,17 @@ def test_a_total_budget_is_shared_among_the_runs():
     assert all(r.seconds < r.budget + 3.0 for r in results)  # max_time stops each run near its share
     assert elapsed < 6.0 + 8.0
     assert "| 3 s |" in markdown(results[:1], "shared")
+
+
+def test_paper_command_budget_overrides_the_profile(tmp_path):
+    from lstmkit.cli.main import app
+
+    result = CliRunner().invoke(app, ["paper", "lag-2a", "--profile", "smoke", "--settings", "gru", "--budget", "1",
+                                      "--seeds", "2", "--runs", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    (run_directory,) = tmp_path.iterdir()
+    results = json.loads((run_directory / "results.json").read_text())
+    assert [r["budget"] for r in results] == [1.0, 1.0] and [r["seed"] for r in results] == [0, 1]
+    assert "Profile `smoke, 1 s per run`" in (run_directory / "report.md").read_text()
+    bad = CliRunner().invoke(app, ["paper", "lag-2a", "--profile", "smoke", "--budget", "0"])
+    assert bad.exit_code != 0 and "budget" in bad.output.lower()

@@ -24,6 +24,8 @@ def paper(
     profile: Annotated[str, typer.Option(help="quick (T = 100 levels, 3 seeds, 18 min in all), full (every level; "
                                               "writes docs/papers.md) or smoke (seconds).")] = "quick",
     seeds: Annotated[int | None, typer.Option(help="Seeds per row (default: the profile's).")] = None,
+    budget: Annotated[float | None, typer.Option(help="Seconds per run, instead of the profile's budget (the quick "
+                                                      "profile's shared 18 minutes included).", min=1.0)] = None,
     settings: Annotated[str, typer.Option(help="Comma-separated settings: paper, no-forget, no-peephole (the papers' "
                                                "ablations, where an experiment has them), modern, rnn, gru.")] =
     "paper,no-forget,no-peephole,modern,rnn,gru",
@@ -40,19 +42,27 @@ def paper(
       lstmkit paper --profile smoke reber
 
       lstmkit paper adding order-6a --seeds 3
+
+      lstmkit paper reber adding --settings paper,modern --budget 300
     """
-    from lstmkit.papers import markdown, plot_curves, run_profile
+    from lstmkit.papers import PROFILES, markdown, plot_curves, run_profile
+    from lstmkit.papers.report import Profile
 
     chosen = [s.strip() for s in settings.split(",") if s.strip()]
+    plan: str | Profile = profile
+    label = profile
+    if budget is not None and profile in PROFILES:
+        plan = dataclasses.replace(PROFILES[profile], max_seconds=budget, total_seconds=None)
+        label = f"{profile}, {budget:g} s per run"
     try:
         tmp, final = run_dir(runs, f"paper-{profile}")
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                results = run_profile(experiments or [], profile, seeds, chosen, progress=lambda r: console.print(
+                results = run_profile(experiments or [], plan, seeds, chosen, progress=lambda r: console.print(
                     f"  {r.experiment} {r.setting} seed {r.seed}: {'success' if r.success else 'not reached'} "
                     f"after {r.sequences:,} sequences ({r.seconds:.0f} s)", markup=False, highlight=False))
-            report = markdown(results, profile)
+            report = markdown(results, label)
             (tmp / "report.md").write_text(report + "\n", encoding="utf-8")
             (tmp / "results.json").write_text(json.dumps([dataclasses.asdict(r) for r in results], indent=1),
                                               encoding="utf-8")
