@@ -506,7 +506,7 @@ _register(
     )
 )
 
-_TIMING_NOTES = ("the 2002 paper's training details (learning rate, initialisation) are not reproduced here: "
+_TIMING_NOTES = ("The 2002 paper's training details (learning rate, initialisation) are not reproduced here: "
                  "lstmkit's choice is online SGD with lr 0.1 and default initialisation for every 1-cell setting. "
                  "The cell's output goes through one sigmoid output unit")
 
