@@ -13,6 +13,7 @@ full backpropagation through time (the paper truncates the gates' gradients, a f
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -151,7 +152,9 @@ def _reber_correct(outputs: Tensor, batch: Batch) -> Tensor:
 
 
 def _consecutive_evaluation(run_length: int, total: int) -> Evaluation:
-    return Evaluation(run_length >= total, 1.0 - run_length / total,
+    # the error on a log scale (1: wrong at once, 0: the whole stream), so that the learning curve
+    # shows 10, 100, 1000 ... correct predictions in a row as steps
+    return Evaluation(run_length >= total, 1.0 - math.log10(1 + run_length) / math.log10(1 + total),
                       f"{run_length:,} consecutive correct predictions from the start of the test stream "
                       f"(criterion: {total:,})")
 

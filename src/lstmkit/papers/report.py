@@ -157,6 +157,7 @@ def plot_curves(results: Sequence[RunResult], path: str | Path) -> Path:
         ax.set_title(f"{EXPERIMENTS[key].title.split(':')[0]} {level_name}", fontsize=9)
         ax.set_xlabel("training sequences", fontsize=8)
         ax.set_ylabel("test error (criterion quantity)", fontsize=8)
+        ax.ticklabel_format(axis="y", useOffset=False)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6)
     for ax in list(axes.flat)[len(panels):]:
