@@ -127,6 +127,16 @@ def test_training_starts_every_epoch_and_every_validation_from_a_zero_state(monk
 # -- the network ------------------------------------------------------------------------------
 
 
+def test_embedding_initialisation_depends_on_tying():
+    torch.manual_seed(0)
+    tied = LanguageModelNet(config(vocab_size=500, embedding_dim=64, hidden_size=64, tie_weights=True))
+    untied = LanguageModelNet(config(vocab_size=500, embedding_dim=64, hidden_size=64, tie_weights=False))
+    assert tied.embedding.weight.abs().max() <= 0.1  # AWD-LSTM's uniform(-0.1, 0.1): small first logits
+    assert torch.all(tied.decoder.bias == 0) and torch.all(untied.decoder.bias == 0)
+    w = untied.embedding.weight.detach().flatten()
+    assert abs(float(w.mean())) < 0.02 and abs(float(w.std()) - 1.0) < 0.02  # torch's N(0, 1), 32,000 draws
+
+
 def test_tied_weights_share_storage_and_are_saved_once(char_lm, tmp_path):
     net = char_lm.network_
     assert net.decoder.weight is net.embedding.weight

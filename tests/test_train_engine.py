@@ -3,6 +3,7 @@
 import json
 import math
 import random
+import time
 
 import numpy as np
 import pandas as pd
@@ -121,7 +122,11 @@ def test_fit_lowers_the_loss_and_writes_both_checkpoints_and_csv_logs(tmp_path):
     module.eval()
     with torch.no_grad():
         before = F.mse_loss(module.network(x), y).item()
+    started = time.perf_counter()
     result = train(module, tmp_path)
+    elapsed = time.perf_counter() - started
+    assert 0 < result.seconds < elapsed  # the training loop's own time
+    assert result.steps == 5 * module.optimizer_steps_per_epoch
     module.eval()
     with torch.no_grad():
         after = F.mse_loss(module.network(x), y).item()

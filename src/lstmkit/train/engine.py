@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -113,6 +114,7 @@ class FitResult:
         epochs: epochs completed.
         stopped_early: whether early stopping ended the run.
         steps: optimiser steps taken.
+        seconds: wall time of the training loop (validation and checkpoints included).
     """
 
     best_checkpoint: Path | None
@@ -122,6 +124,7 @@ class FitResult:
     epochs: int
     stopped_early: bool
     steps: int = 0
+    seconds: float = 0.0
 
 
 @contextlib.contextmanager
@@ -233,6 +236,7 @@ def _fit(module: TaskModule, train_loader: BatchStream, val_loader: BatchStream 
         # the config's seed decides dropout and any other draw during training, whatever the caller
         # did with the generators before; a resumed run then takes their state from the checkpoint
         L.seed_everything(config.seed, verbose=False)
+        started = time.perf_counter()
         try:
             trainer.fit(module, train_loader, val_loader, ckpt_path=resume_from, weights_only=True)
         except TrainingError as error:
@@ -249,6 +253,7 @@ def _fit(module: TaskModule, train_loader: BatchStream, val_loader: BatchStream 
         epochs=trainer.current_epoch,
         stopped_early=bool(early is not None and early.stopped_epoch > 0),
         steps=int(trainer.global_step),
+        seconds=time.perf_counter() - started,
     )
 
 

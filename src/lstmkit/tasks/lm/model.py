@@ -73,8 +73,12 @@ class LanguageModelNet(nn.Module):
         out = config.embedding_dim if config.tie_weights else config.hidden_size
         self.decoder = nn.Linear(out, config.vocab_size)
         if config.tie_weights:
+            # the shared matrix is also the output layer: small (AWD-LSTM's uniform +-0.1), so that
+            # the first logits are near zero
             self.decoder.weight = self.embedding.weight
-        nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
+            nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
+        # untied, the embedding keeps torch's N(0, 1), the scale of a one-hot input: with +-0.1 the
+        # first layer's gates barely see the input and a character model starts measurably slower
         nn.init.zeros_(self.decoder.bias)
 
     def embed(self, tokens: Tensor) -> Tensor:
