@@ -2,8 +2,11 @@
 
 Example:
     >>> from lstmkit.papers import EXPERIMENTS, run_profile
-    >>> sorted(EXPERIMENTS)[:3]
-    ['adding', 'lag-2a', 'lag-2b']
+    >>> list(EXPERIMENTS)  # doctest: +NORMALIZE_WHITESPACE
+    ['reber', 'lag-2a', 'lag-2b', 'lag-2c', 'noise-3a', 'adding', 'multiplication', 'order-6a', 'order-6b',
+     'continual-reber', 'timing-gts', 'timing-msd']
+    >>> sorted(EXPERIMENTS["timing-gts"].settings)
+    ['gru', 'modern', 'no-forget', 'no-peephole', 'paper', 'rnn']
 """
 
 from lstmkit.papers.experiments import EXPERIMENTS, Experiment, Setting
