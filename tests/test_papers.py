@@ -295,3 +295,19 @@ def test_paper_command_budget_overrides_the_profile(tmp_path):
     assert "Profile `smoke, 1 s per run`" in (run_directory / "report.md").read_text()
     bad = CliRunner().invoke(app, ["paper", "lag-2a", "--profile", "smoke", "--budget", "0"])
     assert bad.exit_code != 0 and "budget" in bad.output.lower()
+
+
+def test_input_output_connections_add_the_input_term():
+    from lstmkit.papers.experiments import Setting
+
+    torch.manual_seed(0)
+    plain = PaperNet(Setting("lstm", "vanilla", 1, "sgd", 1.0, 1, 0.0), 5, 5)
+    wired = PaperNet(Setting("lstm", "vanilla", 1, "sgd", 1.0, 1, 0.0, shortcut=True), 5, 5)
+    assert plain.shortcut is None and wired.shortcut.weight.shape == (5, 5)
+    wired.recurrent.load_state_dict(plain.recurrent.state_dict())
+    wired.head.load_state_dict(plain.head.state_dict())
+    x = torch.randn(2, 7, 5)
+    with torch.no_grad():
+        expected = torch.sigmoid(torch.logit(plain(x)) + x @ wired.shortcut.weight.T)
+        assert torch.allclose(wired(x), expected, atol=1e-5)
+    assert EXPERIMENTS["lag-2a"].settings["paper"].shortcut  # a 1-cell net cannot carry 100 successors

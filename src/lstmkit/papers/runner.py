@@ -49,6 +49,8 @@ class PaperNet(nn.Module):
         else:
             self.recurrent = lnn.RNN(inputs, setting.hidden, batch_first=True)
         self.head = nn.Linear(setting.hidden, outputs)
+        # the 1997 networks' input-to-output connections, where a setting has them
+        self.shortcut = nn.Linear(inputs, outputs, bias=False) if setting.shortcut else None
 
     def forward(self, x: Tensor) -> Tensor:
         return self.run(x)[0]
@@ -56,7 +58,10 @@ class PaperNet(nn.Module):
     def run(self, x: Tensor, state: Any = None) -> tuple[Tensor, Any]:
         """The outputs and the final state, starting from ``state`` (a stream fed piece by piece)."""
         out, state = self.recurrent(x, state)
-        return torch.sigmoid(self.head(out)), state
+        logits = self.head(out)
+        if self.shortcut is not None:
+            logits = logits + self.shortcut(x)
+        return torch.sigmoid(logits), state
 
 
 class SequenceStream(torch.utils.data.Dataset):
