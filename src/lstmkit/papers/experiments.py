@@ -229,7 +229,11 @@ def _stop_when(max_mse: float, max_wrong: int) -> Callable[[np.ndarray, np.ndarr
 # -- the experiments --------------------------------------------------------------------------
 
 
-def _modern(hidden: int = 32, **extra) -> Setting:
+def _modern(hidden: int = 32, forget_bias: float = 3.0, **extra) -> Setting:
+    """Adam, mini-batches, the standard cell. Forget-gate bias +3 for the long-lag tasks (what a
+    practitioner sets for long lags: with +1 the carried state decays by about 0.73 per step; on
+    this machine kind the adding problem at T = 100 got to 2/2560 wrong in 168,000 sequences with +3
+    and stayed at 2152/2560 with +1); the Reber grammar's short lags keep +1."""
     return Setting(
         "lstm",
         "standard",
@@ -238,8 +242,8 @@ def _modern(hidden: int = 32, **extra) -> Setting:
         3e-3,
         32,
         1.0,
-        forget_bias=1.0,
-        label="modern: standard LSTM, Adam, batch 32",
+        forget_bias=forget_bias,
+        label=f"modern: standard LSTM, Adam, batch 32, forget-gate bias {forget_bias:+g}",
         **extra,
     )
 
@@ -274,7 +278,7 @@ _register(
             "paper": Setting(
                 "lstm", "vanilla", 4, "sgd", 0.1, 1, 0.0, label="paper: vanilla LSTM, 4 cells, online SGD lr 0.1"
             ),
-            "modern": _modern(),
+            "modern": _modern(forget_bias=1.0),
             **_baselines(),
         },
         correct=_reber_correct,
@@ -449,7 +453,7 @@ for _key, _make, _title, _paper, _rule, _allowed, _lr in (
             correct=_final_within(0.04),
             train_rule=_rule,
             notes="the paper's input-gate biases were -3 and -6 for its two blocks; lstmkit sets one value (-3) for "
-            "all cells. Modern settings keep input-gate bias -3 and add forget-gate bias +1: with default "
+            "all cells. Modern settings keep input-gate bias -3 and add forget-gate bias +3: with default "
             "initialisation a standard LSTM does not leave the plateau of T = 100 within 1.3M sequences "
             "(measured on this machine kind)",
         )
@@ -502,7 +506,7 @@ _register(
                              label="paper: LSTM with forget gates, 8 cells, online SGD lr 0.5"),
             "no-forget": Setting("lstm", "vanilla", 8, "sgd", 0.5, 1, 0.0, input_bias=-1.0,
                                  label="paper: LSTM without forget gates (1997), 8 cells, online SGD lr 0.5"),
-            "modern": _modern(32),
+            "modern": _modern(32, forget_bias=1.0),
             **_baselines(32),
         },
         correct=_reber_correct,
@@ -536,7 +540,7 @@ _register(
                                    label="paper: LSTM without peepholes, 1 cell, online SGD lr 0.1"),
             "no-forget": Setting("lstm", "vanilla", 1, "sgd", 0.1, 1, 0.0,
                                  label="paper: LSTM without forget gate (1997), 1 cell, online SGD lr 0.1"),
-            "modern": _modern(16),
+            "modern": _modern(16, forget_bias=1.0),
             **_baselines(16),
         },
         notes="one input spike at step 0, then an output spike every T steps for 10 spikes; every step carries "
@@ -559,7 +563,7 @@ _register(
                              label="paper: peephole LSTM, 1 cell, online SGD lr 0.1"),
             "no-peephole": Setting("lstm", "standard", 1, "sgd", 0.1, 1, 0.0,
                                    label="paper: LSTM without peepholes, 1 cell, online SGD lr 0.1"),
-            "modern": _modern(16),
+            "modern": _modern(16, forget_bias=1.0),
             **_baselines(16),
         },
         notes="4 input spikes T steps apart (T 49 or 50), the first after a random offset; at each later spike "
