@@ -48,6 +48,16 @@ def _pad(inputs: list[np.ndarray], targets: list[np.ndarray], masks: list[np.nda
     return Batch(torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(m), torch.tensor(lengths))
 
 
+def _at_the_end(length: int, outputs: int, unit: int, value: float) -> tuple[np.ndarray, np.ndarray]:
+    """Targets ``(length, outputs)`` and mask ``(length,)`` with the error signal at the last step
+    only: ``value`` on output ``unit`` there, zeros everywhere else."""
+    y = np.zeros((length, outputs), dtype=np.float32)
+    y[-1, unit] = value
+    m = np.zeros(length, dtype=np.float32)
+    m[-1] = 1
+    return y, m
+
+
 # -- Experiment 1: the embedded Reber grammar --------------------------------------------------
 
 REBER_SYMBOLS = "BTPSXVE"
@@ -153,10 +163,7 @@ def long_lag(rng: np.random.Generator, batch: int, p: int = 100, variant: str = 
             b, e, r = p, p + 1, p + 2 + first
             sequence = [b, r] + list(rng.integers(0, p, size=p)) + [e]
             x = np.eye(symbols, dtype=np.float32)[sequence]
-            y = np.zeros((len(sequence), 2), dtype=np.float32)
-            y[-1, first] = 1
-            m = np.zeros(len(sequence), dtype=np.float32)
-            m[-1] = 1
+            y, m = _at_the_end(len(sequence), 2, first, 1.0)
         inputs.append(x)
         targets.append(y)
         masks.append(m)
@@ -176,10 +183,7 @@ def two_sequence(rng: np.random.Generator, batch: int, T: int = 100, N: int = 3)
         label = rng.integers(2)
         x = rng.normal(0.0, np.sqrt(0.2), size=(length, 1)).astype(np.float32)
         x[:N, 0] = 1.0 if label == 0 else -1.0
-        y = np.zeros((length, 1), dtype=np.float32)
-        y[-1, 0] = 1.0 if label == 0 else 0.0
-        m = np.zeros(length, dtype=np.float32)
-        m[-1] = 1
+        y, m = _at_the_end(length, 1, 0, 1.0 if label == 0 else 0.0)
         inputs.append(x)
         targets.append(y)
         masks.append(m)
@@ -213,10 +217,7 @@ def adding(rng: np.random.Generator, batch: int, T: int = 100) -> Batch:
     inputs, targets, masks = [], [], []
     for _ in range(batch):
         x, target = _marked(rng, T, -1.0, 0.0, lambda a, b: 0.5 + (a + b) / 4.0)
-        y = np.zeros((len(x), 1), dtype=np.float32)
-        y[-1, 0] = target
-        m = np.zeros(len(x), dtype=np.float32)
-        m[-1] = 1
+        y, m = _at_the_end(len(x), 1, 0, target)
         inputs.append(x)
         targets.append(y)
         masks.append(m)
@@ -229,10 +230,7 @@ def multiplication(rng: np.random.Generator, batch: int, T: int = 100) -> Batch:
     inputs, targets, masks = [], [], []
     for _ in range(batch):
         x, target = _marked(rng, T, 0.0, 1.0, lambda a, b: a * b)
-        y = np.zeros((len(x), 1), dtype=np.float32)
-        y[-1, 0] = target
-        m = np.zeros(len(x), dtype=np.float32)
-        m[-1] = 1
+        y, m = _at_the_end(len(x), 1, 0, target)
         inputs.append(x)
         targets.append(y)
         masks.append(m)
@@ -264,10 +262,7 @@ def temporal_order(rng: np.random.Generator, batch: int, relevant: int = 2) -> B
             sequence[int(rng.integers(low, high + 1))] = 2 + symbol
             label = 2 * label + symbol
         x = np.eye(len(_ORDER_SYMBOLS), dtype=np.float32)[sequence]
-        y = np.zeros((length, classes), dtype=np.float32)
-        y[-1, label] = 1
-        m = np.zeros(length, dtype=np.float32)
-        m[-1] = 1
+        y, m = _at_the_end(length, classes, label, 1.0)
         inputs.append(x)
         targets.append(y)
         masks.append(m)
