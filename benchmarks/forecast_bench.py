@@ -38,18 +38,12 @@ from lstmkit.tasks.forecast import LSTMForecaster
 from lstmkit.tasks.forecast.evaluation import compare
 from lstmkit.train import TrainConfig
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared _doc helpers
+from _doc import DOC, cpu_name, write_section  # noqa: E402
+
 START, END = "<!-- forecast_bench:start -->", "<!-- forecast_bench:end -->"
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def sine(n: int = 1000) -> np.ndarray:
@@ -173,19 +167,6 @@ def baseline_task(name: str, horizon: int, seeds: list[int], quiet: bool, quick:
     return lines
 
 
-def write_doc(text: str) -> None:
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    current = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Benchmarks\n"
-    section = f"{START}\n{text}\n{END}"
-    if START in current and END in current:
-        before, rest = current.split(START, 1)
-        after = rest.split(END, 1)[1]
-        updated = before + section + after
-    else:
-        updated = current.rstrip("\n") + "\n\n" + section + "\n"
-    tmp = DOC.with_suffix(".md.tmp")
-    tmp.write_text(updated, encoding="utf-8")
-    tmp.replace(DOC)
 
 
 def main(argv: list[str] | None = None) -> str:
@@ -216,7 +197,7 @@ def main(argv: list[str] | None = None) -> str:
     text = "\n".join(sections)
     print(text)
     if args.write_doc and not args.quick:
-        write_doc(text)
+        write_section(START, END, text)
         print(f"wrote {DOC}")
     return text
 

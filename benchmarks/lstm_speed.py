@@ -68,7 +68,10 @@ ROOF_SIZE = 2048
 # A round repeats a step until it lasts this long, so that short steps are not timed one by one
 MIN_ROUND_SECONDS = 0.2
 
-DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared _doc helpers
+import _doc  # noqa: E402
+
+DOC_PATH = _doc.DOC
 DOC_START = "<!-- lstm_speed:start -->"
 DOC_END = "<!-- lstm_speed:end -->"
 
@@ -565,14 +568,6 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str
                       *(line(row) for row in rows)])
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def summary(checks: Sequence[Check]) -> str:
@@ -583,18 +578,12 @@ def summary(checks: Sequence[Check]) -> str:
 
 
 def replace_section(document: str, body: str) -> str:
-    """``document`` with the text between the markers replaced by ``body`` (appended if absent)."""
-    section = f"{DOC_START}\n{body}\n{DOC_END}"
-    start, end = document.find(DOC_START), document.find(DOC_END)
-    if start == -1 or end < start:
-        return document.rstrip("\n") + "\n\n" + section + "\n"
-    return document[:start] + section + document[end + len(DOC_END):]
+    """``document`` with this script's section replaced by ``body`` (appended if absent)."""
+    return _doc.replace_section(document, DOC_START, DOC_END, body)
 
 
 def write_doc(body: str) -> None:
-    document = DOC_PATH.read_text() if DOC_PATH.exists() else "# Benchmarks\n"
-    DOC_PATH.parent.mkdir(parents=True, exist_ok=True)
-    DOC_PATH.write_text(replace_section(document, body))
+    _doc.write_section(DOC_START, DOC_END, body, DOC_PATH)
     print(f"wrote {DOC_PATH}", file=sys.stderr)
 
 
@@ -656,7 +645,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"## LSTM speed and memory (`benchmarks/lstm_speed.py`)\n\n"
         f"- command: `{shlex.join(['python', 'benchmarks/lstm_speed.py', *argv])}`\n"
         f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n"
-        f"- machine: {cpu_model()}, {os.cpu_count()} logical CPUs; torch {torch.__version__}, "
+        f"- machine: {_doc.cpu_name()}, {os.cpu_count()} logical CPUs; torch {torch.__version__}, "
         f"Python {platform.python_version()}\n"
         f"- threads: {SEQUENCE_THREADS} for sequence layers and memory, {STREAMING_THREADS} for streaming\n"
         f"- lstmkit fused kernels: {'available' if kernels_ok else 'NOT AVAILABLE (variants on the reference)'}\n"

@@ -41,18 +41,12 @@ from lstmkit.tasks.lm import LanguageModel
 from lstmkit.tasks.lm.model import batchify
 from lstmkit.train import TrainConfig
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared _doc helpers
+from _doc import DOC, cpu_name, write_section  # noqa: E402
+
 START, END = "<!-- text_bench:start -->", "<!-- text_bench:end -->"
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 class HandLM(nn.Module):
@@ -173,17 +167,6 @@ def ucr(names: list[str], quick: bool, quiet: bool) -> list[str]:
     return lines
 
 
-def write_doc(text: str) -> None:
-    current = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Benchmarks\n"
-    section = f"{START}\n{text}\n{END}"
-    if START in current and END in current:
-        before, rest = current.split(START, 1)
-        updated = before + section + rest.split(END, 1)[1]
-    else:
-        updated = current.rstrip("\n") + "\n\n" + section + "\n"
-    tmp = DOC.with_suffix(".md.tmp")
-    tmp.write_text(updated, encoding="utf-8")
-    tmp.replace(DOC)
 
 
 def main(argv: list[str] | None = None) -> str:
@@ -206,7 +189,7 @@ def main(argv: list[str] | None = None) -> str:
     text = "\n".join(sections)
     print(text)
     if args.write_doc and not args.quick:
-        write_doc(text)
+        write_section(START, END, text)
         print(f"wrote {DOC}")
     return text
 
