@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.callbacks import Callback
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -90,7 +91,7 @@ def assert_same_weights(a: dict, b: dict) -> None:
     ("learning_rate", 0), ("learning_rate", -1e-3), ("learning_rate", math.nan), ("learning_rate", math.inf),
     ("weight_decay", -0.1), ("momentum", -0.5), ("gradient_clip", math.nan), ("gradient_clip", -1.0),
     ("min_delta", -1e-3), ("optimizer", "rmsprop"), ("lr_schedule", "step"), ("loggers", ("csv", "wandb")),
-    ("loggers", "csv"),
+    ("loggers", "csv"), ("checkpoint_interval", -1.0), ("checkpoint_interval", math.inf),
 ])
 def test_train_config_rejects_bad_values_naming_the_setting(name, value):
     with pytest.raises(ConfigError) as info:
@@ -294,6 +295,115 @@ def test_nan_validation_loss_stops_training_before_saving_the_epoch(tmp_path):
     last = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert last["epoch"] == 0
     assert_same_weights(weights(module), last["state_dict"])
+
+
+class Scripted(Regression):
+    """Validation losses set by the test, one per epoch."""
+
+    scores = [3.0, 1.0, 2.0, 0.5, 4.0, 5.0]
+
+    def validation_metrics(self, batch):
+        return {"val_loss": self.step_loss(batch) * 0.0 + self.scores[self.current_epoch]}
+
+
+def test_last_checkpoint_is_the_final_epoch_even_when_it_did_not_improve(tmp_path):
+    # Lightning's own save_last only writes in epochs that improved the monitored loss
+    module = make_module(config(max_epochs=6), Scripted)
+    result = train(module, tmp_path)
+    best = torch.load(result.best_checkpoint, map_location="cpu", weights_only=True)
+    last = torch.load(result.last_checkpoint, map_location="cpu", weights_only=True)
+    assert best["epoch"] == 3 and result.best_score == 0.5
+    assert last["epoch"] == 5 and last["global_step"] == 6 * STEPS_PER_EPOCH
+
+
+class Watcher(Callback):
+    """Records, as every epoch starts, the checkpoint files on disk and their epochs."""
+
+    def __init__(self, directory):
+        self.directory, self.seen = directory, []
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self.seen.append({path.name: torch.load(path, map_location="cpu", weights_only=True)["epoch"]
+                          for path in sorted(self.directory.glob("*.ckpt"))})
+
+
+@pytest.mark.parametrize("interval", [0.0, 3600.0])
+def test_checkpoints_are_written_at_most_every_interval_and_always_at_the_end(tmp_path, interval):
+    module = make_module(config(max_epochs=3, checkpoint_interval=interval))
+    watcher = Watcher(tmp_path / "checkpoints")
+    stream = BatchStream(TRAIN, BATCH, True, 0, chunk=3)
+    result = fit(module, stream, BatchStream(VAL, 16, False), tmp_path, callbacks=[watcher])
+    if interval == 0:  # every epoch on disk as it ends
+        assert [seen.get("last.ckpt") for seen in watcher.seen] == [None, 0, 1]
+    else:  # held in memory, written once when training ends
+        assert watcher.seen == [{}, {}, {}]
+    last = torch.load(result.last_checkpoint, map_location="cpu", weights_only=True)
+    assert last["epoch"] == 2
+    assert_same_weights(weights(module), torch.load(result.best_checkpoint, weights_only=True)["state_dict"])
+
+
+def test_a_delayed_checkpoint_holds_the_weights_of_its_epoch_not_later_ones(tmp_path):
+    module = make_module(config(max_epochs=6), Scripted)
+    snapshots = []
+
+    class Snapshot(Callback):
+        def on_validation_end(self, trainer, pl_module):
+            snapshots.append(weights(pl_module))
+
+    stream = BatchStream(TRAIN, BATCH, True, 0, chunk=3)
+    fit(module, stream, BatchStream(VAL, 16, False), tmp_path, callbacks=[Snapshot()])
+    best = torch.load(tmp_path / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
+    assert_same_weights(best["state_dict"], snapshots[3])
+    assert not all(torch.equal(snapshots[3][k], snapshots[5][k]) for k in snapshots[3])
+
+
+def test_the_optimiser_uses_torchs_fused_kernel_on_the_cpu_with_the_same_update(tmp_path):
+    for name, cls in (("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW), ("sgd", torch.optim.SGD)):
+        module = make_module(config(optimizer=name, weight_decay=0.01))
+        optimizer = module.configure_optimizers()
+        assert optimizer.defaults["fused"] is True
+        torch.manual_seed(0)
+        plain = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Dropout(0.3), nn.Linear(8, 1))
+        plain.load_state_dict(module.network.state_dict())
+        settings = dict(lr=0.02, weight_decay=0.01, **({"momentum": 0.9} if name == "sgd" else {}))
+        reference = cls(plain.parameters(), **settings)
+        x, y = VAL.tensors
+        for _ in range(5):
+            for net, opt in ((module.network, optimizer), (plain, reference)):
+                opt.zero_grad()
+                F.mse_loss(net[0:2](x).sum(1, keepdim=True), y).backward()
+                opt.step()
+        for a, b in zip(module.network.parameters(), plain.parameters()):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+class CountUpdates(Callback):
+    """A callback that implements the per-update hooks Lightning dispatches."""
+
+    def __init__(self):
+        self.backward = self.before_step = 0
+
+    def on_before_backward(self, trainer, pl_module, loss):
+        self.backward += 1
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        self.before_step += 1
+
+
+def test_updates_skip_lightnings_hook_dispatch_only_when_nothing_listens_and_are_the_same(tmp_path):
+    direct = make_module(config(max_epochs=2))
+    stream = BatchStream(TRAIN, BATCH, True, 0, chunk=3)
+    first = fit(direct, stream, None, tmp_path / "direct")
+    assert direct._plain_updates
+    counter = CountUpdates()
+    hooked = make_module(config(max_epochs=2))
+    second = fit(hooked, BatchStream(TRAIN, BATCH, True, 0, chunk=3), None, tmp_path / "hooked", callbacks=[counter])
+    assert not hooked._plain_updates
+    assert counter.backward == counter.before_step == 2 * STEPS_PER_EPOCH
+    assert first.steps == second.steps == 2 * STEPS_PER_EPOCH  # Lightning counts the direct steps too
+    assert_same_weights(weights(direct), weights(hooked))
+    last = torch.load(first.last_checkpoint, map_location="cpu", weights_only=True)
+    assert last["global_step"] == 2 * STEPS_PER_EPOCH
 
 
 class Flat(Regression):

@@ -42,6 +42,10 @@ class TrainConfig:
             torch's setting.
         max_time: a wall-clock budget in seconds (training stops after the epoch that crosses
             it; ``None``: no budget).
+        checkpoint_interval: seconds between checkpoint writes. The best and the last checkpoint
+            are taken after every epoch but written to disk at most this often, and always when
+            training ends or stops on an error; a process killed outright loses at most this much.
+            0 writes after every epoch (costly when epochs take milliseconds).
     """
 
     max_epochs: int = 100
@@ -62,6 +66,7 @@ class TrainConfig:
     precision: str = "32-true"
     num_threads: int | None = None
     max_time: float | None = None
+    checkpoint_interval: float = 30.0
 
     def __post_init__(self) -> None:
         def positive_int(name: str, minimum: int = 1) -> None:
@@ -83,7 +88,7 @@ class TrainConfig:
         if self.max_time is not None and (isinstance(self.max_time, bool) or not isinstance(self.max_time, (int, float))
                                           or not self.max_time > 0):
             raise ConfigError(f"max_time must be a number of seconds > 0, got {self.max_time!r}")
-        for name in ("learning_rate", "weight_decay", "momentum", "gradient_clip", "min_delta"):
+        for name in ("learning_rate", "weight_decay", "momentum", "gradient_clip", "min_delta", "checkpoint_interval"):
             non_negative(name)
         if self.learning_rate == 0:
             raise ConfigError("learning_rate must be > 0, got 0")

@@ -1,8 +1,9 @@
 """The one training engine: a Lightning Trainer set up the same way for every task.
 
 BPTT with gradient-norm clipping, the optimiser and schedule of the :class:`TrainConfig`, early
-stopping on the validation split, the best and the last checkpoint (Lightning writes them
-atomically: to a temporary file, then renamed), exact resume (optimiser, schedule, epoch, early
+stopping on the validation split, the best and the last checkpoint (taken after every epoch,
+written at most every ``checkpoint_interval`` seconds and at the end, atomically: see
+:mod:`lstmkit.train.checkpoint`), exact resume (optimiser, schedule, epoch, early
 stopping and the random generators), a NaN/Inf guard (in :class:`TaskModule`, before the update
 that would spread it), a rich progress bar, CSV and TensorBoard logs. After training the best
 weights are restored into the module.
@@ -27,6 +28,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from torch.utils.data import Dataset, default_collate
 
 from lstmkit.errors import DataError, TrainingError
+from lstmkit.train.checkpoint import IntervalCheckpoint
 from lstmkit.train.module import TaskModule
 
 __all__ = ["fit", "FitResult", "EpochSeededSampler", "BatchStream", "quiet_lightning"]
@@ -208,9 +210,12 @@ def _fit(module: TaskModule, train_loader: BatchStream, val_loader: BatchStream 
     config = module.config
     monitor = "val_loss" if val_loader is not None else "train_loss"
     module.optimizer_steps_per_epoch = train_loader.optimizer_steps
-    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode="min",
-                                 save_top_k=1, save_last=True, enable_version_counter=False)
-    callbacks = [checkpoint, *callbacks]
+    # two callbacks: Lightning's save_last writes last.ckpt only in epochs that improved the best
+    checkpoint = IntervalCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode="min",
+                                    save_top_k=1, enable_version_counter=False, interval=config.checkpoint_interval)
+    last = IntervalCheckpoint(dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1,
+                              enable_version_counter=False, interval=config.checkpoint_interval)
+    callbacks = [checkpoint, last, *callbacks]
     early = None
     if config.early_stopping_patience > 0:
         early = EarlyStopping(monitor=monitor, mode="min", patience=config.early_stopping_patience,
@@ -240,14 +245,14 @@ def _fit(module: TaskModule, train_loader: BatchStream, val_loader: BatchStream 
         try:
             trainer.fit(module, train_loader, val_loader, ckpt_path=resume_from, weights_only=True)
         except TrainingError as error:
-            restored = _restore_best(module, checkpoint)
+            restored = _restore_best(module, checkpoint, last)
             where = f"; the best weights so far ({restored}) were restored" if restored else ""
             raise TrainingError(f"{error}{where}") from None
-    _restore_best(module, checkpoint)
+    _restore_best(module, checkpoint, last)
     best = checkpoint.best_model_score
     return FitResult(
         best_checkpoint=Path(checkpoint.best_model_path) if checkpoint.best_model_path else None,
-        last_checkpoint=Path(checkpoint.last_model_path) if checkpoint.last_model_path else None,
+        last_checkpoint=Path(last.best_model_path) if last.best_model_path else None,  # its only file
         best_score=float(best) if best is not None else float("nan"),
         monitor=monitor,
         epochs=trainer.current_epoch,
@@ -257,8 +262,8 @@ def _fit(module: TaskModule, train_loader: BatchStream, val_loader: BatchStream 
     )
 
 
-def _restore_best(module: TaskModule, checkpoint: ModelCheckpoint) -> str | None:
-    path = checkpoint.best_model_path or checkpoint.last_model_path
+def _restore_best(module: TaskModule, best: ModelCheckpoint, last: ModelCheckpoint) -> str | None:
+    path = best.best_model_path or last.best_model_path
     if not path or not Path(path).exists():
         return None
     state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
