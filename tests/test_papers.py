@@ -311,3 +311,44 @@ def test_input_output_connections_add_the_input_term():
         expected = torch.sigmoid(torch.logit(plain(x)) + x @ wired.shortcut.weight.T)
         assert torch.allclose(wired(x), expected, atol=1e-5)
     assert EXPERIMENTS["lag-2a"].settings["paper"].shortcut  # a 1-cell net cannot carry 100 successors
+
+
+def test_modern_settings_use_cross_entropy_for_01_targets_and_paper_settings_the_papers_loss():
+    for key, experiment in EXPERIMENTS.items():
+        batch = experiment.make(np.random.default_rng(0), 8, experiment.levels["quick"][0])
+        binary = bool(torch.all((batch.targets == 0) | (batch.targets == 1)))
+        for name, setting in experiment.settings.items():
+            if name in ("modern", "rnn", "gru"):
+                assert setting.loss == ("cross-entropy" if binary else "squared"), (key, name)
+                assert ("cross-entropy" if binary else "squared error") in setting.label
+            else:  # every paper setting learns with the papers' squared error
+                assert setting.loss == "squared", (key, name)
+
+
+def test_paper_module_losses_are_the_papers_and_binary_cross_entropy_at_the_error_steps():
+    from lstmkit.papers.runner import PaperModule
+    from lstmkit.train import TrainConfig
+
+    experiment = EXPERIMENTS["lag-2b"]  # error signal at the last step only
+    batch = experiment.make(np.random.default_rng(1), 4, {"p": 10})
+    torch.manual_seed(0)
+    net = PaperNet(experiment.settings["modern"], batch.inputs.shape[-1], batch.targets.shape[-1])
+    logits, _ = net.logits(batch.inputs)
+    p, y, m = torch.sigmoid(logits), batch.targets, batch.mask.unsqueeze(-1)
+    expected_squared = 0.5 * (((p - y) ** 2) * m).sum() / 4
+    expected_entropy = (-(y * torch.log(p) + (1 - y) * torch.log(1 - p)) * m).sum() / 4
+    for loss, expected in (("squared", expected_squared), ("cross-entropy", expected_entropy)):
+        module = PaperModule(net, TrainConfig(), experiment, batch, loss)
+        torch.testing.assert_close(module.step_loss(batch), expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ConfigError, match="unknown loss 'hinge'"):
+        PaperModule(net, TrainConfig(), experiment, batch, "hinge")
+
+
+def test_cross_entropy_keeps_a_gradient_where_the_squared_error_saturates():
+    # an output unit stuck at sigmoid(-8) ~ 0.0003 whose target is 1: the lag-2a failure mode
+    logit = torch.tensor([-8.0], requires_grad=True)
+    squared = 0.5 * (torch.sigmoid(logit) - 1) ** 2
+    (squared_grad,) = torch.autograd.grad(squared.sum(), logit)
+    entropy = torch.nn.functional.binary_cross_entropy_with_logits(logit, torch.ones(1))
+    (entropy_grad,) = torch.autograd.grad(entropy, logit)
+    assert abs(squared_grad.item()) < 5e-4 and abs(entropy_grad.item()) > 0.99

@@ -3,8 +3,9 @@
 The training stream is an endless supply of fresh random sequences (as in the papers), served in
 "epochs" of ``eval_every`` sequences so that the test criterion is checked at regular intervals;
 each sequence is drawn from a generator seeded by its index, so a run is reproducible. Updates are
-per sequence (``batch=1``, the papers' online learning) or per mini-batch, with the papers' summed
-squared error on sigmoid output units in every setting.
+per sequence (``batch=1``, the papers' online learning) or per mini-batch; the loss on the sigmoid
+output units is the papers' summed squared error in their settings and binary cross-entropy for the
+0/1 targets of the modern ones.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 from torch import Tensor, nn
 
 import lstmkit.nn as lnn
+from lstmkit.errors import ConfigError
 from lstmkit.papers.experiments import Evaluation, Experiment, Setting, test_set
 from lstmkit.papers.tasks import Batch
 from lstmkit.train import BatchStream, TaskModule, TrainConfig, fit
@@ -57,11 +60,16 @@ class PaperNet(nn.Module):
 
     def run(self, x: Tensor, state: Any = None) -> tuple[Tensor, Any]:
         """The outputs and the final state, starting from ``state`` (a stream fed piece by piece)."""
+        logits, state = self.logits(x, state)
+        return torch.sigmoid(logits), state
+
+    def logits(self, x: Tensor, state: Any = None) -> tuple[Tensor, Any]:
+        """The output units' net inputs (before the sigmoid) and the final state."""
         out, state = self.recurrent(x, state)
         logits = self.head(out)
         if self.shortcut is not None:
             logits = logits + self.shortcut(x)
-        return torch.sigmoid(logits), state
+        return logits, state
 
 
 class SequenceStream(torch.utils.data.Dataset):
@@ -96,25 +104,33 @@ class StreamSampler:
 
 
 class PaperModule(TaskModule):
-    """The papers' loss (half the summed squared error at the error-signal steps), the test
-    criterion at every validation, and the training-stream rule over the recent sequences."""
+    """The setting's loss at the error-signal steps (the papers': half the summed squared error;
+    modern: binary cross-entropy), the test criterion at every validation, and the training-stream
+    rule over the recent sequences (always on the squared error, as in the papers)."""
 
-    def __init__(self, network: PaperNet, config: TrainConfig, experiment: Experiment, test: Batch) -> None:
+    def __init__(self, network: PaperNet, config: TrainConfig, experiment: Experiment, test: Batch,
+                 loss: str = "squared") -> None:
         super().__init__(network, config)
-        self.experiment, self.test = experiment, test
+        if loss not in ("squared", "cross-entropy"):
+            raise ConfigError(f"unknown loss {loss!r}; expected 'squared' or 'cross-entropy'")
+        self.experiment, self.test, self.loss = experiment, test, loss
         self.recent_errors: collections.deque = collections.deque(maxlen=RECENT)
         self.recent_correct: collections.deque = collections.deque(maxlen=RECENT)
         self.evaluation: Evaluation | None = None
         self.rule_met = False
 
     def step_loss(self, batch: Batch) -> Tensor:
-        outputs = self.network(batch.inputs)
+        logits, _ = self.network.logits(batch.inputs)
+        outputs = torch.sigmoid(logits)
         squared = ((outputs - batch.targets) ** 2).sum(-1) * batch.mask  # (B, T)
         if self.experiment.correct is not None and self.training:
             with torch.no_grad():
                 per_sequence = squared.sum(-1) / batch.mask.sum(-1).clamp_min(1)
                 self.recent_errors.extend(per_sequence.tolist())
                 self.recent_correct.extend(self.experiment.correct(outputs.detach(), batch).tolist())
+        if self.loss == "cross-entropy":
+            entropy = F.binary_cross_entropy_with_logits(logits, batch.targets, reduction="none").sum(-1)
+            return (entropy * batch.mask).sum() / len(batch.lengths)
         return 0.5 * squared.sum() / len(batch.lengths)
 
     def validation_step(self, chunk, chunk_idx: int) -> None:
@@ -188,7 +204,7 @@ def run(experiment: Experiment, level: dict, setting_key: str, seed: int, max_se
     L.seed_everything(seed, verbose=False)
     network = PaperNet(setting, test.inputs.shape[-1], test.targets.shape[-1])
     _warm_up(network, test)
-    module = PaperModule(network, config, experiment, test)
+    module = PaperModule(network, config, experiment, test, setting.loss)
     stream = SequenceStream(experiment, level, seed, per_epoch)
     stop = _Stop(setting.batch)
     start = time.perf_counter()
