@@ -214,3 +214,17 @@ def test_predict_with_a_corrupt_model(run, tmp_path):
     assert not (model / "prediction.csv").exists()
     result = runner.invoke(app, ["predict", "--model", str(tmp_path / "none"), "--data", str(root / "sales.csv")])
     assert_failed(result, "does not exist; expected an lstmkit model directory")
+
+
+def test_a_run_directory_appears_whole_or_not_at_all(tmp_path):
+    from lstmkit.cli.common import new_run
+
+    with new_run(tmp_path, "demo") as (tmp, final):
+        (tmp / "a.txt").write_text("a")
+        assert not final.exists() and tmp.name.startswith(".")
+    assert (final / "a.txt").read_text() == "a" and not tmp.exists()
+    with pytest.raises(RuntimeError), new_run(tmp_path, "demo") as (tmp, second):
+        (tmp / "b.txt").write_text("b")
+        raise RuntimeError("interrupted")
+    assert not tmp.exists() and not second.exists() and second != final
+    assert [p.name for p in tmp_path.iterdir()] == [final.name]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import uuid
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -10,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-__all__ = ["app", "console", "errors", "fail", "run_dir", "read_text_file"]
+__all__ = ["app", "console", "errors", "fail", "new_run", "read_text_file"]
 
 app = typer.Typer(
     name="lstmkit",
@@ -30,15 +33,24 @@ def fail(message: str) -> None:
 
 
 
-def run_dir(base: Path, name: str) -> tuple[Path, Path]:
-    """A temporary directory to write a run into, and the name to rename it to when it is complete."""
+@contextlib.contextmanager
+def new_run(base: Path, name: str) -> Iterator[tuple[Path, Path]]:
+    """Write a run directory whole or not at all.
+
+    Yields a temporary directory to write into and the run's final name (``base/name-<time>``);
+    when the block completes the directory is renamed into place, when it fails it is removed.
+    """
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     final = base / f"{name}-{stamp}"
     while final.exists():
         final = base / f"{name}-{stamp}-{uuid.uuid4().hex[:4]}"
     tmp = base / f".{final.name}.tmp"
     tmp.mkdir(parents=True)
-    return tmp, final
+    try:
+        yield tmp, final
+        tmp.rename(final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def read_text_file(path: Path) -> str:

@@ -18,7 +18,7 @@ import pandas as pd
 import typer
 from rich.table import Table
 
-from lstmkit.cli.common import app, console, errors, fail, run_dir
+from lstmkit.cli.common import app, console, errors, fail, new_run
 from lstmkit.errors import LstmkitError
 
 __all__ = ["app", "main"]
@@ -141,8 +141,7 @@ def forecast(
                                  early_stopping_patience=patience, seed=seed, progress_bar=progress,
                                  loggers=("csv", "tensorboard") if tensorboard else ("csv",)))
         name = Path(data).stem if Path(data).is_file() else data
-        tmp, final = run_dir(runs, f"forecast-{name}")
-        try:
+        with new_run(runs, f"forecast-{name}") as (tmp, final):
             model.run_dir = tmp / "training"
             with console.status("training the LSTM and the baselines..."), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -175,9 +174,6 @@ def forecast(
                 history = history.assign(**{time_column: pd.to_datetime(history[time_column])})
             plot_forecast(history, time_column if time is None else time, schema.target[0], lstm_test, future,
                           tmp / "forecast.png", f"{name}: {schema.target[0]}", series_id)
-            tmp.rename(final)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
     except LstmkitError as error:
         fail(str(error))
         return

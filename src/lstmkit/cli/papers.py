@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import warnings
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from lstmkit.cli.common import app, console, fail, run_dir
+from lstmkit.cli.common import app, console, fail, new_run
 from lstmkit.errors import LstmkitError
 
 
@@ -55,8 +54,7 @@ def paper(
         plan = dataclasses.replace(PROFILES[profile], max_seconds=budget, total_seconds=None)
         label = f"{profile}, {budget:g} s per run"
     try:
-        tmp, final = run_dir(runs, f"paper-{profile}")
-        try:
+        with new_run(runs, f"paper-{profile}") as (tmp, final):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 results = run_profile(experiments or [], plan, seeds, chosen, progress=lambda r: console.print(
@@ -67,9 +65,6 @@ def paper(
             (tmp / "results.json").write_text(json.dumps([dataclasses.asdict(r) for r in results], indent=1),
                                               encoding="utf-8")
             plot_curves(results, tmp / "curves.png")
-            tmp.rename(final)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
     except LstmkitError as error:
         fail(str(error))
         return

@@ -19,7 +19,7 @@ import pandas as pd
 import typer
 from rich.table import Table
 
-from lstmkit.cli.common import app, console, fail, read_text_file, run_dir
+from lstmkit.cli.common import app, console, fail, new_run, read_text_file
 from lstmkit.errors import LstmkitError
 
 __all__ = ["textgen"]
@@ -144,8 +144,7 @@ def classify(
         model = SequenceClassifier(architecture, cell, hidden_size, tokenizer=tokenizer, max_length=max_length,
                                    too_long="truncate" if truncate else "error", ensemble=ensemble,
                                    training=_training(epochs, learning_rate, seed, progress, DEFAULT_TRAINING))
-        tmp, final = run_dir(runs, f"classify-{name}")
-        try:
+        with new_run(runs, f"classify-{name}") as (tmp, final):
             model.run_dir = tmp / "training"
             with console.status(f"training {ensemble} network(s)..."), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -163,9 +162,6 @@ def classify(
                        "per_class_recall": per_class, "architecture": model.network_.config.architecture}
             (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
             (tmp / "config.json").write_text(json.dumps(settings, indent=2, default=str), encoding="utf-8")
-            tmp.rename(final)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
     except LstmkitError as error:
         fail(str(error))
         return
@@ -235,8 +231,7 @@ def tag(
         train_idx, test_idx = _split(len(texts), 0.2, seed)
         model = SequenceTagger(cell, hidden_size, bidirectional=bidirectional, max_length=max_length,
                                training=_training(epochs, learning_rate, seed, progress, DEFAULT_TRAINING))
-        tmp, final = run_dir(runs, f"tag-{name}")
-        try:
+        with new_run(runs, f"tag-{name}") as (tmp, final):
             model.run_dir = tmp / "training"
             with console.status("training..."), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -253,9 +248,6 @@ def tag(
             (tmp / "metrics.json").write_text(json.dumps({"test_accuracy": accuracy, "test_sequences": len(test_idx)},
                                                          indent=2), encoding="utf-8")
             (tmp / "config.json").write_text(json.dumps(settings, indent=2, default=str), encoding="utf-8")
-            tmp.rename(final)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
     except LstmkitError as error:
         fail(str(error))
         return
@@ -323,8 +315,7 @@ def textgen_train(
         model = LanguageModel(tokenizer, embedding_dim, hidden_size, num_layers, cell, bptt=bptt,
                               weight_drop=weight_drop,
                               training=_training(epochs, learning_rate, seed, progress, DEFAULT_TRAINING))
-        tmp, final = run_dir(runs, f"textgen-{name}")
-        try:
+        with new_run(runs, f"textgen-{name}") as (tmp, final):
             model.run_dir = tmp / "training"
             with console.status(f"training on {len(text):,} characters..."), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -339,9 +330,6 @@ def textgen_train(
                                                          indent=2), encoding="utf-8")
             (tmp / "sample.txt").write_text(sample, encoding="utf-8")
             (tmp / "config.json").write_text(json.dumps(settings, indent=2, default=str), encoding="utf-8")
-            tmp.rename(final)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
     except LstmkitError as error:
         fail(str(error))
         return
