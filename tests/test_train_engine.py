@@ -406,6 +406,13 @@ def test_updates_skip_lightnings_hook_dispatch_only_when_nothing_listens_and_are
     assert last["global_step"] == 2 * STEPS_PER_EPOCH
 
 
+def test_mixed_precision_keeps_lightnings_update_path(tmp_path):
+    # bf16 autocast is Lightning's job: the direct path is only for plain 32/64-bit runs
+    module = make_module(config(max_epochs=1, precision="bf16-mixed"))
+    result = fit(module, BatchStream(TRAIN, BATCH, True, 0, chunk=3), None, tmp_path)
+    assert not module._plain_updates and result.steps == STEPS_PER_EPOCH
+
+
 class Flat(Regression):
     """A loss the parameters cannot change: a plateau from the first epoch."""
 
