@@ -163,6 +163,15 @@ def test_fit_without_validation_monitors_the_training_loss_and_writes_tensorboar
     assert len(losses) == 3 and min(losses) == pytest.approx(result.best_score, rel=1e-6)
 
 
+def test_training_without_validation_is_not_warned_about(tmp_path):
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(make_module(config(max_epochs=1)), tmp_path, validation=False)
+    assert not [w for w in caught if "val_dataloader" in str(w.message)]
+
+
 def test_same_seed_gives_identical_weights_and_another_seed_does_not(tmp_path):
     runs = []
     for k, seed in enumerate((3, 3, 4)):

@@ -143,6 +143,8 @@ def quiet_lightning() -> Iterator[None]:
             warnings.filterwarnings("ignore", message=".*LeafSpec.*")
             warnings.filterwarnings("ignore", message=".*is smaller than the logging interval.*")
             warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
+            # fit(val_loader=None) is supported: the training loss is monitored instead
+            warnings.filterwarnings("ignore", message=".*`validation_step` but have no `val_dataloader`.*")
             yield
     finally:
         for logger, level in zip(loggers, levels):
