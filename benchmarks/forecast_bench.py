@@ -45,8 +45,6 @@ from _doc import DOC, cpu_name, write_section  # noqa: E402
 START, END = "<!-- forecast_bench:start -->", "<!-- forecast_bench:end -->"
 
 
-
-
 def sine(n: int = 1000) -> np.ndarray:
     """The seeds' data generator."""
     return np.sin(0.1 * np.arange(n))
@@ -170,8 +168,6 @@ def baseline_task(name: str, horizon: int, seeds: list[int], quiet: bool, quick:
     lines += ["", f"Target: mean LSTM MASE below seasonal naive ({table.loc['seasonal_naive', 'mase']:.3f}) and "
                   f"AutoETS ({table.loc['auto_ets', 'mase']:.3f}): **{verdict}**."]
     return lines
-
-
 
 
 def main(argv: list[str] | None = None) -> str:

@@ -568,8 +568,6 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str
                       *(line(row) for row in rows)])
 
 
-
-
 def summary(checks: Sequence[Check]) -> str:
     misses = [check for check in checks if not check.passed]
     lines = [f"### Targets: {len(checks) - len(misses)} PASS, {len(misses)} MISS"]

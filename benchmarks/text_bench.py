@@ -47,8 +47,6 @@ from _doc import DOC, cpu_name, write_section  # noqa: E402
 START, END = "<!-- text_bench:start -->", "<!-- text_bench:end -->"
 
 
-
-
 class HandLM(nn.Module):
     """What a user writes: Embedding -> nn.LSTM -> Linear."""
 
@@ -165,8 +163,6 @@ def ucr(names: list[str], quick: bool, quiet: bool) -> list[str]:
         lines.append(f"| {name} | {len(train)} / {len(test)} | {accuracy:.4f} | {lstm_fcn:.3f} | {dtw:.3f} | >= 0.97 "
                      f"| {verdict} |")
     return lines
-
-
 
 
 def main(argv: list[str] | None = None) -> str:

@@ -32,7 +32,6 @@ def fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
-
 @contextlib.contextmanager
 def new_run(base: Path, name: str) -> Iterator[tuple[Path, Path]]:
     """Write a run directory whole or not at all.
