@@ -1,0 +1,206 @@
+"""Single-seed side checks behind the "what was checked" paragraphs of docs/papers.md.
+
+Each trains for a wall-clock budget on one thread and prints the test error every few seconds;
+numbers of sequences depend on the machine's speed. Not part of `lstmkit paper`: these vary one
+thing at a time to find why a row fails.
+
+    # Exp 2a/2b, modern training (Adam, batch 32, binary cross-entropy, clip 1.0):
+    python benchmarks/paper_side_checks.py lag lag-2a --init f3            # forget-gate bias +3
+    python benchmarks/paper_side_checks.py lag lag-2a --init chrono100     # chrono initialisation
+    python benchmarks/paper_side_checks.py lag lag-2a --init torch         # torch.nn.LSTM in its place
+    python benchmarks/paper_side_checks.py lag lag-2a --init vanilla       # the 1997 cell, input bias -1
+    python benchmarks/paper_side_checks.py lag lag-2a --init f6
+    python benchmarks/paper_side_checks.py lag lag-2a --init f1 --hidden 64
+    python benchmarks/paper_side_checks.py lag lag-2a --init f3 --shortcut # input-to-output connections
+    python benchmarks/paper_side_checks.py lag lag-2a --init f1 --p 10 --budget 40
+    python benchmarks/paper_side_checks.py lag lag-2b --init f1
+    python benchmarks/paper_side_checks.py lag lag-2b --init f0
+    # the 1997-style network on Exp 2a (online SGD lr 1.0, squared error, truncated gradient):
+    python benchmarks/paper_side_checks.py truncated --lr 1.0 --budget 80
+    # the Reber paper network (4 cells without forget gate, online updates):
+    python benchmarks/paper_side_checks.py reber --optimizer sgd --lr 0.5
+    python benchmarks/paper_side_checks.py reber --optimizer sgd --lr 0.1 --init stagger
+    python benchmarks/paper_side_checks.py reber --optimizer sgd --lr 0.1 --loss ce
+    python benchmarks/paper_side_checks.py reber --optimizer adam --lr 0.01
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lstmkit.nn.init import chrono_init_, set_gate_bias_
+from lstmkit.papers import EXPERIMENTS
+from lstmkit.papers.experiments import Setting
+from lstmkit.papers.runner import PaperNet
+
+
+def _optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=lr) if name == "sgd" else torch.optim.Adam(params, lr=lr)
+
+
+def lag(args: argparse.Namespace) -> None:
+    """A long-lag task with cross-entropy, reporting the last step's and the middle's errors."""
+    p = args.p
+    experiment, level = EXPERIMENTS[args.experiment], {"p": p}
+    torch.manual_seed(0)
+    forget = float(args.init[1:]) if args.init.startswith("f") else None
+    cell = "vanilla" if args.init == "vanilla" else "standard"
+    setting = Setting("lstm", cell, args.hidden, "adam", 3e-3, 32, 1.0, forget_bias=forget,
+                      input_bias=-1.0 if cell == "vanilla" else None, shortcut=args.shortcut)
+    net = PaperNet(setting, p + 1, p + 1)
+    if args.init == "torch":
+        net.recurrent = nn.LSTM(p + 1, args.hidden, batch_first=True)
+    if args.init.startswith("chrono"):
+        chrono_init_(net.recurrent, float(args.init[6:]))
+    optimizer = _optimizer(args.optimizer, net.parameters(), args.lr)
+    test = experiment.make(np.random.default_rng(99), 64, level)
+    rng = np.random.default_rng(0)
+    start, seen, report = time.time(), 0, 5.0
+    while time.time() - start < args.budget:
+        batch = experiment.make(rng, args.batch, level)
+        logits, _ = net.logits(batch.inputs)
+        entropy = F.binary_cross_entropy_with_logits(logits, batch.targets, reduction="none").sum(-1)
+        loss = (entropy * batch.mask).sum() / args.batch
+        optimizer.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        optimizer.step()
+        seen += args.batch
+        if time.time() - start > report:
+            report += 10
+            with torch.no_grad():
+                error = (net(test.inputs) - test.targets).abs() * test.mask.unsqueeze(-1)
+            per_step = error.amax(-1).amax(0)
+            print(f"{time.time() - start:5.0f}s seen {seen:7d} loss {loss.item():.3f} max err {error.max():.3f} "
+                  f"last-step {per_step[-1]:.3f} middle {per_step[:-1].max():.3f}", flush=True)
+
+
+class Truncated1997(nn.Module):
+    """One cell, no forget gate, g = 4s - 2, h = 2s - 1, input-to-output connections, weights in
+    [-0.2, 0.2], input and output gate biases -1; recurrent inputs detached (truncated gradient)."""
+
+    def __init__(self, n: int, truncate: bool) -> None:
+        super().__init__()
+        self.truncate = truncate
+        self.gates = nn.Linear(n + 1, 3)  # input gate, output gate, cell input; from x_t and h_{t-1}
+        self.out = nn.Linear(n + 1, n)  # from h_t and x_t
+        for parameter in self.parameters():
+            nn.init.uniform_(parameter, -0.2, 0.2)
+        with torch.no_grad():
+            self.gates.bias[:2] = -1.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.new_zeros(x.shape[0], 1)
+        c = x.new_zeros(x.shape[0], 1)
+        outputs = []
+        for t in range(x.shape[1]):
+            z = self.gates(torch.cat([x[:, t], h.detach() if self.truncate else h], -1))
+            i, o, g = torch.sigmoid(z[:, :1]), torch.sigmoid(z[:, 1:2]), 4 * torch.sigmoid(z[:, 2:]) - 2
+            c = c + i * g
+            h = o * (2 * torch.sigmoid(c) - 1)
+            outputs.append(torch.sigmoid(self.out(torch.cat([h, x[:, t]], -1))))
+        return torch.stack(outputs, 1)
+
+
+def truncated(args: argparse.Namespace) -> None:
+    """Exp 2a (p = 100) with the 1997-style network, online SGD and squared error."""
+    experiment, level = EXPERIMENTS["lag-2a"], {"p": 100}
+    torch.manual_seed(args.seed)
+    net = Truncated1997(101, truncate=not args.full_gradient)
+    optimizer = torch.optim.SGD(net.parameters(), lr=args.lr)
+    test = experiment.make(np.random.default_rng(99), 64, level)
+    rng = np.random.default_rng(args.seed)
+    start, seen, report = time.time(), 0, 5.0
+    while time.time() - start < args.budget:
+        batch = experiment.make(rng, 1, level)
+        loss = 0.5 * (((net(batch.inputs) - batch.targets) ** 2).sum(-1) * batch.mask).sum()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        seen += 1
+        if time.time() - start > report:
+            report += 10
+            with torch.no_grad():
+                error = (net(test.inputs) - test.targets).abs() * test.mask.unsqueeze(-1)
+            per_step = error.amax(-1).amax(0)
+            print(f"{time.time() - start:5.0f}s seen {seen:6d} max err {error.max():.3f} last {per_step[-1]:.3f} "
+                  f"middle {per_step[:-1].max():.3f}", flush=True)
+            if error.max() < 0.25:
+                print("SOLVED at", seen)
+                break
+
+
+def reber(args: argparse.Namespace) -> None:
+    """The Reber grammar's paper network with online updates."""
+    experiment = EXPERIMENTS["reber"]
+    torch.manual_seed(0)
+    net = PaperNet(experiment.settings["paper"], 7, 7)
+    if args.init == "stagger":  # lstmkit's guess at the paper's per-block biases, not checked against it
+        set_gate_bias_(net.recurrent, "i", torch.tensor([-1.0, -2.0, -3.0, -4.0]))
+        set_gate_bias_(net.recurrent, "o", torch.tensor([-1.0, -2.0, -3.0, -4.0]))
+    optimizer = _optimizer(args.optimizer, net.parameters(), args.lr)
+    test = experiment.make(np.random.default_rng(99), 256, {})
+    rng = np.random.default_rng(0)
+    start, seen, report = time.time(), 0, 10.0
+    while time.time() - start < args.budget:
+        batch = experiment.make(rng, 1, {})
+        logits, _ = net.logits(batch.inputs)
+        if args.loss == "ce":
+            per_unit = F.binary_cross_entropy_with_logits(logits, batch.targets, reduction="none")
+        else:
+            per_unit = 0.5 * (torch.sigmoid(logits) - batch.targets) ** 2
+        loss = (per_unit.sum(-1) * batch.mask).sum()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        seen += 1
+        if time.time() - start > report:
+            report += 15
+            with torch.no_grad():
+                evaluation = experiment.evaluate(net(test.inputs), test)
+            print(f"{time.time() - start:4.0f}s seen {seen:6d} {evaluation.detail}", flush=True)
+            if evaluation.success:
+                print("SOLVED", seen)
+                break
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    one = commands.add_parser("lag", help="Exp 2a/2b with modern training")
+    one.add_argument("experiment", choices=["lag-2a", "lag-2b"])
+    one.add_argument("--init", default="f3", help="fN (forget bias N), chronoT, torch or vanilla")
+    one.add_argument("--hidden", type=int, default=16)
+    one.add_argument("--lr", type=float, default=3e-3)
+    one.add_argument("--p", type=int, default=100)
+    one.add_argument("--shortcut", action="store_true")
+    one.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
+    one.add_argument("--batch", type=int, default=32)
+    one.add_argument("--budget", type=float, default=60.0)
+    one.set_defaults(run=lag)
+    two = commands.add_parser("truncated", help="Exp 2a with a 1997-style network")
+    two.add_argument("--lr", type=float, default=1.0)
+    two.add_argument("--full-gradient", action="store_true", help="do not truncate the recurrent gradient")
+    two.add_argument("--seed", type=int, default=0)
+    two.add_argument("--budget", type=float, default=80.0)
+    two.set_defaults(run=truncated)
+    three = commands.add_parser("reber", help="the Reber grammar's paper network")
+    three.add_argument("--optimizer", choices=["adam", "sgd"], default="sgd")
+    three.add_argument("--lr", type=float, default=0.1)
+    three.add_argument("--loss", choices=["sq", "ce"], default="sq")
+    three.add_argument("--init", choices=["none", "stagger"], default="none")
+    three.add_argument("--budget", type=float, default=75.0)
+    three.set_defaults(run=reber)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    args.run(args)
+
+
+if __name__ == "__main__":
+    main()
