@@ -24,6 +24,7 @@ from lstmkit.train import (
     rng_state,
     set_rng_state,
 )
+from lstmkit.train.module import clip_gradients
 
 N_TRAIN, BATCH = 64, 8
 STEPS_PER_EPOCH = N_TRAIN // BATCH
@@ -486,6 +487,35 @@ def test_gradient_clipping_bounds_the_update(tmp_path, clip):
         assert update == pytest.approx(clip, rel=1e-4)
     else:  # the whole gradient: 1e6 for each of the 3 weights, 0 for the bias
         assert update == pytest.approx(1e6 * math.sqrt(3), rel=1e-4)
+
+
+@pytest.mark.parametrize("scale", [1e-3, 0.5, 1.0, 3.0, 1e4])
+def test_clip_gradients_matches_torch(scale):
+    """Within the bound the gradients stay as they are, above it they are scaled as torch scales them,
+    and parameters without a gradient are skipped."""
+    torch.manual_seed(0)
+    mine = [nn.Parameter(torch.randn(s)) for s in ((4, 3), (5,), (2,))]
+    for p in mine[:2]:
+        p.grad = torch.randn(p.shape)
+    norm = torch.cat([p.grad.flatten() for p in mine[:2]]).norm()
+    for p in mine[:2]:
+        p.grad *= scale / norm
+    theirs = [nn.Parameter(p.detach().clone()) for p in mine]
+    for a, b in zip(mine[:2], theirs[:2]):
+        b.grad = a.grad.clone()
+    clip_gradients(mine, 1.0)
+    nn.utils.clip_grad_norm_(theirs, 1.0)
+    for a, b in zip(mine[:2], theirs[:2]):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-6, atol=0)
+    assert mine[2].grad is None
+    clipped = torch.cat([p.grad.flatten() for p in mine[:2]]).norm().item()
+    assert clipped == pytest.approx(min(scale, 1.0), rel=1e-5)
+
+
+def test_clip_gradients_without_any_gradient_is_a_no_op():
+    params = [nn.Parameter(torch.ones(3))]
+    clip_gradients(params, 1.0)
+    assert params[0].grad is None
 
 
 def test_rng_state_round_trip():

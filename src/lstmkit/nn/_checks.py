@@ -51,6 +51,11 @@ def check_bool(name: str, value: Any) -> bool:
 
 
 def _reference_param(module: nn.Module) -> Tensor | None:
+    # the module's own parameters first: ``parameters()`` builds a generator over every submodule,
+    # a cost paid on every forward call of a small layer
+    for param in module._parameters.values():
+        if param is not None:
+            return param
     return next(iter(module.parameters()), None)
 
 

@@ -73,7 +73,7 @@ class BatchStream:
             order without ``shuffle``).
     """
 
-    def __init__(self, dataset: Dataset, batch_size: int, shuffle: bool, seed: int = 0, chunk: int = 16,
+    def __init__(self, dataset: Dataset, batch_size: int, shuffle: bool, seed: int = 0, chunk: int = 32,
                  collate_fn: Callable[[list[Any]], Any] | None = None, sampler: Any = None) -> None:
         self.dataset = dataset
         self.batch_size = batch_size

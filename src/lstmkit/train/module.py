@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from lstmkit.errors import ConfigError, TrainingError
 from lstmkit.train.config import TrainConfig
 
-__all__ = ["TaskModule", "rng_state", "set_rng_state"]
+__all__ = ["TaskModule", "clip_gradients", "rng_state", "set_rng_state"]
 
 
 def rng_state() -> dict[str, Any]:
@@ -71,6 +71,21 @@ def _plain_updates(module: L.LightningModule) -> bool:
             and not any(is_overridden(hook, module, L.LightningModule) for hook in _UPDATE_HOOKS)
             and not any(is_overridden(hook, callback, Callback) for callback in trainer.callbacks
                         for hook in _UPDATE_HOOKS))
+
+
+def clip_gradients(parameters: list[nn.Parameter], max_norm: float) -> None:
+    """Scale the gradients so that their global 2-norm is at most ``max_norm``: the result of
+    ``torch.nn.utils.clip_grad_norm_``. On the CPU, gradients already within the bound (most updates
+    once training settles) are left as they are instead of multiplied by 1, a pass over every
+    gradient saved per update; on an accelerator reading the norm would synchronise, so they are
+    always scaled, as torch does."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:
+        return
+    total = nn.utils.get_total_norm(grads, foreach=True)
+    # torch scales by min(1, max_norm / (total + 1e-6)): below 1 exactly when total + 1e-6 > max_norm
+    if total.device.type != "cpu" or total + 1e-6 > max_norm:
+        nn.utils.clip_grads_with_norm_(parameters, max_norm, total, foreach=True)
 
 
 def _fused(cls: type[torch.optim.Optimizer], params: list[nn.Parameter], **settings: Any) -> torch.optim.Optimizer:
@@ -127,6 +142,8 @@ class TaskModule(L.LightningModule):
         optimizer = self.optimizers()
         scheduler = self.lr_schedulers() if self.config.lr_schedule == "onecycle" else None
         plain = getattr(self, "_plain_updates", False)
+        clip = self.config.gradient_clip
+        params = [p for p in self.parameters() if p.requires_grad] if clip > 0 else []
         for batch in chunk:
             loss = self.step_loss(batch)
             if not torch.isfinite(loss):
@@ -140,8 +157,8 @@ class TaskModule(L.LightningModule):
                 loss.backward()
             else:
                 self.manual_backward(loss)
-            if self.config.gradient_clip > 0:
-                nn.utils.clip_grad_norm_(self.parameters(), self.config.gradient_clip, foreach=True)
+            if clip > 0:
+                clip_gradients(params, clip)
             if plain:  # the step as Lightning counts it, without dispatching hooks nobody implements
                 optimizer._on_before_step()
                 optimizer.optimizer.step()

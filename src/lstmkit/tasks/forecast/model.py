@@ -107,12 +107,14 @@ class ForecastNet(nn.Module):
         target, rest = inputs[..., :nt], inputs[..., nt:]
         last = target[:, -1:]
         scale = torch.ones_like(last)
+        if self.config.transform == "none":
+            return inputs, (last, scale)
         if self.config.transform == "difference":
             target = torch.diff(target, dim=1, prepend=target[:, :1])
-        elif self.config.transform == "instance":
+        else:  # "instance"
             scale = target.std(dim=1, keepdim=True, unbiased=False) + _EPS
             target = (target - last) / scale
-        return torch.cat([target, rest], -1), (last, scale)
+        return (torch.cat([target, rest], -1) if rest.shape[-1] else target), (last, scale)
 
     def encode_target(self, target: Tensor, state: tuple[Tensor, Tensor]) -> Tensor:
         """Targets ``(B, H, n_t)`` in the space the network predicts in."""
