@@ -24,7 +24,7 @@ from lstmkit.train import (
     rng_state,
     set_rng_state,
 )
-from lstmkit.train.module import clip_gradients
+from lstmkit.train.module import clip_grad_norm
 
 N_TRAIN, BATCH = 64, 8
 STEPS_PER_EPOCH = N_TRAIN // BATCH
@@ -489,33 +489,68 @@ def test_gradient_clipping_bounds_the_update(tmp_path, clip):
         assert update == pytest.approx(1e6 * math.sqrt(3), rel=1e-4)
 
 
-@pytest.mark.parametrize("scale", [1e-3, 0.5, 1.0, 3.0, 1e4])
-def test_clip_gradients_matches_torch(scale):
-    """Within the bound the gradients stay as they are, above it they are scaled as torch scales them,
-    and parameters without a gradient are skipped."""
+def _grads_of_norm(norm: float) -> list[nn.Parameter]:
+    """Two parameters whose gradients have global 2-norm ``norm`` and one without a gradient."""
     torch.manual_seed(0)
-    mine = [nn.Parameter(torch.randn(s)) for s in ((4, 3), (5,), (2,))]
-    for p in mine[:2]:
+    params = [nn.Parameter(torch.randn(s)) for s in ((4, 3), (5,), (2,))]
+    for p in params[:2]:
         p.grad = torch.randn(p.shape)
-    norm = torch.cat([p.grad.flatten() for p in mine[:2]]).norm()
-    for p in mine[:2]:
-        p.grad *= scale / norm
-    theirs = [nn.Parameter(p.detach().clone()) for p in mine]
-    for a, b in zip(mine[:2], theirs[:2]):
-        b.grad = a.grad.clone()
-    clip_gradients(mine, 1.0)
+    total = torch.cat([p.grad.flatten() for p in params[:2]]).norm()
+    for p in params[:2]:
+        p.grad *= norm / total
+    return params
+
+
+def _copy(params: list[nn.Parameter]) -> list[nn.Parameter]:
+    copies = [nn.Parameter(p.detach().clone()) for p in params]
+    for a, b in zip(params, copies):
+        b.grad = None if a.grad is None else a.grad.clone()
+    return copies
+
+
+# within the bound, inside torch's 1e-6 margin, at the bound, above it, far above, non-finite
+@pytest.mark.parametrize("norm", [1e-3, 0.5, 1.0 - 5e-7, 1.0, 3.0, 1e4, math.inf, math.nan])
+def test_clip_grad_norm_gives_exactly_torchs_result(norm):
+    mine = _grads_of_norm(1.0 if not math.isfinite(norm) else norm)
+    if not math.isfinite(norm):
+        mine[0].grad[0, 0] = norm
+    theirs = _copy(mine)
+    clip_grad_norm(iter(mine), 1.0)  # any iterable, as torch takes
     nn.utils.clip_grad_norm_(theirs, 1.0)
     for a, b in zip(mine[:2], theirs[:2]):
-        torch.testing.assert_close(a.grad, b.grad, rtol=1e-6, atol=0)
+        torch.testing.assert_close(a.grad, b.grad, rtol=0, atol=0, equal_nan=True)
     assert mine[2].grad is None
-    clipped = torch.cat([p.grad.flatten() for p in mine[:2]]).norm().item()
-    assert clipped == pytest.approx(min(scale, 1.0), rel=1e-5)
 
 
-def test_clip_gradients_without_any_gradient_is_a_no_op():
+def test_clip_grad_norm_takes_a_single_tensor():
+    (param,) = _grads_of_norm(5.0)[:1]
+    clip_grad_norm(param, 1.0)
+    assert param.grad.norm().item() == pytest.approx(1.0, rel=1e-5)
+
+
+def test_clip_grad_norm_skips_the_scaling_pass_within_the_bound(monkeypatch):
+    calls = []
+    real = nn.utils.clip_grads_with_norm_
+    monkeypatch.setattr(nn.utils, "clip_grads_with_norm_", lambda *a, **k: calls.append(1) or real(*a, **k))
+    clip_grad_norm(_grads_of_norm(0.5), 1.0)
+    assert calls == []
+    clip_grad_norm(_grads_of_norm(2.0), 1.0)
+    assert calls == [1]
+
+
+def test_clip_grad_norm_without_any_gradient_is_a_no_op():
     params = [nn.Parameter(torch.ones(3))]
-    clip_gradients(params, 1.0)
+    clip_grad_norm(params, 1.0)
     assert params[0].grad is None
+
+
+def test_max_time_is_kept_to_one_update(tmp_path):
+    """Lightning's Timer looks at the clock once per chunk of updates; the budget is checked after
+    every update, so a budget that has run out after the first update stops the run there."""
+    module = make_module(config(max_epochs=50, max_time=1e-6))
+    stream = BatchStream(TRAIN, BATCH, True, 0, chunk=N_TRAIN // BATCH)
+    assert len(stream) == 1  # one Lightning step holds the whole epoch's 8 updates
+    assert fit(module, stream, None, tmp_path).steps == 1
 
 
 def test_rng_state_round_trip():

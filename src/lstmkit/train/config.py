@@ -40,8 +40,8 @@ class TrainConfig:
         precision: Lightning's precision (``"32-true"``, ``"bf16-mixed"``, ...).
         num_threads: torch intra-op threads during this run (restored afterwards); ``None`` keeps
             torch's setting.
-        max_time: a wall-clock budget in seconds (training stops after the epoch that crosses
-            it; ``None``: no budget).
+        max_time: a wall-clock budget in seconds (training stops after the optimiser update that
+            crosses it; ``None``: no budget).
         checkpoint_interval: seconds between checkpoint writes. The best and the last checkpoint
             are taken after every epoch but written to disk at most this often, and always when
             training ends or stops on an error; a process killed outright loses at most this much.

@@ -9,6 +9,7 @@ mini-batch, and Lightning's per-step bookkeeping would otherwise add a large fra
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from typing import Any
 
 import lightning as L
@@ -20,7 +21,7 @@ from torch import Tensor, nn
 from lstmkit.errors import ConfigError, TrainingError
 from lstmkit.train.config import TrainConfig
 
-__all__ = ["TaskModule", "clip_gradients", "rng_state", "set_rng_state"]
+__all__ = ["TaskModule", "rng_state", "set_rng_state"]
 
 
 def rng_state() -> dict[str, Any]:
@@ -73,19 +74,25 @@ def _plain_updates(module: L.LightningModule) -> bool:
                         for hook in _UPDATE_HOOKS))
 
 
-def clip_gradients(parameters: list[nn.Parameter], max_norm: float) -> None:
-    """Scale the gradients so that their global 2-norm is at most ``max_norm``: the result of
-    ``torch.nn.utils.clip_grad_norm_``. On the CPU, gradients already within the bound (most updates
-    once training settles) are left as they are instead of multiplied by 1, a pass over every
-    gradient saved per update; on an accelerator reading the norm would synchronise, so they are
-    always scaled, as torch does."""
-    grads = [p.grad for p in parameters if p.grad is not None]
+def clip_grad_norm(parameters: Tensor | Iterable[Tensor], max_norm: float) -> None:
+    """Scale the gradients so that their global 2-norm is at most ``max_norm``: exactly the result
+    of ``torch.nn.utils.clip_grad_norm_``. On the CPU, gradients already within the bound (most
+    updates once training settles) are left as they are instead of multiplied by 1, a pass over
+    every gradient saved per update; a non-finite norm is scaled as torch scales it (NaN everywhere
+    for NaN, zero for infinity). On an accelerator reading the norm would synchronise, so the
+    gradients are always scaled, as torch does."""
+    params = [parameters] if isinstance(parameters, Tensor) else list(parameters)
+    grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return
+    if not hasattr(nn.utils, "get_total_norm"):  # torch < 2.6
+        nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
+        return
     total = nn.utils.get_total_norm(grads, foreach=True)
-    # torch scales by min(1, max_norm / (total + 1e-6)): below 1 exactly when total + 1e-6 > max_norm
-    if total.device.type != "cpu" or total + 1e-6 > max_norm:
-        nn.utils.clip_grads_with_norm_(parameters, max_norm, total, foreach=True)
+    # torch scales by min(1, max_norm / (total + 1e-6)), which is exactly 1 when total + 1e-6 <= max_norm
+    if total.device.type == "cpu" and total + 1e-6 <= max_norm:
+        return
+    nn.utils.clip_grads_with_norm_(params, max_norm, total, foreach=True)
 
 
 def _fused(cls: type[torch.optim.Optimizer], params: list[nn.Parameter], **settings: Any) -> torch.optim.Optimizer:
@@ -136,12 +143,19 @@ class TaskModule(L.LightningModule):
     # -- training -----------------------------------------------------------------------------
 
     def on_train_start(self) -> None:
+        from lightning.pytorch.callbacks import Timer
+
         self._plain_updates = _plain_updates(self)
+        # max_time: Lightning's Timer looks at the clock once per Lightning step (a chunk of updates);
+        # training_step looks after every update, so that a budget is kept to within one update
+        timers = [c for c in self.trainer.callbacks if isinstance(c, Timer) and c.time_remaining() is not None]
+        self._timer = timers[0] if timers else None
 
     def training_step(self, chunk: list[Any], chunk_idx: int) -> None:
         optimizer = self.optimizers()
         scheduler = self.lr_schedulers() if self.config.lr_schedule == "onecycle" else None
         plain = getattr(self, "_plain_updates", False)
+        timer = getattr(self, "_timer", None)
         clip = self.config.gradient_clip
         params = [p for p in self.parameters() if p.requires_grad] if clip > 0 else []
         for batch in chunk:
@@ -158,7 +172,7 @@ class TaskModule(L.LightningModule):
             else:
                 self.manual_backward(loss)
             if clip > 0:
-                clip_gradients(params, clip)
+                clip_grad_norm(params, clip)
             if plain:  # the step as Lightning counts it, without dispatching hooks nobody implements
                 optimizer._on_before_step()
                 optimizer.optimizer.step()
@@ -170,6 +184,8 @@ class TaskModule(L.LightningModule):
             size = self.batch_size_of(batch)
             self._loss_sum = self._loss_sum + loss.detach() * size
             self._loss_count += size
+            if timer is not None and timer.time_remaining() <= 0:
+                break  # the rest of the chunk is skipped; the Timer stops the run at the end of this step
 
     def on_train_epoch_end(self) -> None:
         if self._loss_count:
