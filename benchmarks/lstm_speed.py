@@ -5,7 +5,8 @@ Measures, in one run, on the CPU, in float32:
 1. Sequence layers at several ``(T, B, I, H)``, 2 threads: a training step (forward +
    ``output.sum().backward()``) and inference (forward under ``torch.no_grad()``), the median of
    interleaved rounds after a warm-up, for ``torch.nn.LSTM`` (the reference every ratio is
-   against), every ``lstmkit.nn.LSTM`` variant, the GRUs (torch, lstmkit native, lstmkit fused)
+   against), every ``lstmkit.nn.LSTM`` variant, the ``standard`` cell on lstmkit's fused kernel
+   too (for comparison: by default it runs torch's path), the GRUs (torch, lstmkit native, lstmkit fused)
    and a plain Python-loop LSTM of each variant (what a user writes without lstmkit; checked at
    start-up to compute the same numbers as lstmkit). Each time is also given in GFLOP/s
    (forward ``2*T*B*G*H*(I+H)``, a training step 3x that) and as a share of the GFLOP/s of a
@@ -356,6 +357,10 @@ def sequence_candidates(x: Tensor, hidden_size: int) -> list[Candidate]:
                       target=SEQUENCE_TARGETS[variant]),
             Candidate(f"loop {variant}", make_loop(layer), gates, "Python loop"),
         ]
+    # the standard cell on lstmkit's fused kernel instead of torch's path (not the default: see docs)
+    fused_standard = lnn.LSTM(input_size, hidden_size)
+    candidates.append(Candidate("lstmkit standard (fused)", fused_standard, 4,
+                                lstmkit_runs_on(fused_standard, x, "fused"), backend="fused"))
     gru, fused_gru = lnn.GRU(input_size, hidden_size), lnn.GRU(input_size, hidden_size)
     candidates += [
         Candidate("torch.nn.GRU", nn.GRU(input_size, hidden_size), 3, "torch"),

@@ -15,6 +15,8 @@ thing at a time to find why a row fails.
     python benchmarks/paper_side_checks.py lag lag-2a --init f1 --p 10 --budget 40
     python benchmarks/paper_side_checks.py lag lag-2b --init f1
     python benchmarks/paper_side_checks.py lag lag-2b --init f0
+    python benchmarks/paper_side_checks.py lag lag-2b --init f3 --input-bias -3 --budget 150
+    python benchmarks/paper_side_checks.py lag lag-2b --init gru --budget 150  # the GRU on this harness
     # the 1997-style network on Exp 2a (online SGD lr 1.0, squared error, truncated gradient):
     python benchmarks/paper_side_checks.py truncated --lr 1.0 --budget 80
     # the Reber paper network (4 cells without forget gate, online updates):
@@ -51,8 +53,9 @@ def lag(args: argparse.Namespace) -> None:
     torch.manual_seed(0)
     forget = float(args.init[1:]) if args.init.startswith("f") else None
     cell = "vanilla" if args.init == "vanilla" else "standard"
-    setting = Setting("lstm", cell, args.hidden, "adam", 3e-3, 32, 1.0, forget_bias=forget,
-                      input_bias=-1.0 if cell == "vanilla" else None, shortcut=args.shortcut)
+    input_bias = args.input_bias if args.input_bias is not None else (-1.0 if cell == "vanilla" else None)
+    setting = Setting("gru" if args.init == "gru" else "lstm", cell, args.hidden, "adam", 3e-3, 32, 1.0,
+                      forget_bias=forget, input_bias=input_bias, shortcut=args.shortcut)
     net = PaperNet(setting, p + 1, p + 1)
     if args.init == "torch":
         net.recurrent = nn.LSTM(p + 1, args.hidden, batch_first=True)
@@ -175,7 +178,8 @@ def main(argv: list[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     one = commands.add_parser("lag", help="Exp 2a/2b with modern training")
     one.add_argument("experiment", choices=["lag-2a", "lag-2b"])
-    one.add_argument("--init", default="f3", help="fN (forget bias N), chronoT, torch or vanilla")
+    one.add_argument("--init", default="f3", help="fN (forget bias N), chronoT, torch, vanilla or gru (a GRU)")
+    one.add_argument("--input-bias", type=float, help="the LSTM's input-gate bias (default: torch's initialisation)")
     one.add_argument("--hidden", type=int, default=16)
     one.add_argument("--lr", type=float, default=3e-3)
     one.add_argument("--p", type=int, default=100)

@@ -46,7 +46,7 @@ def test_quick_run_prints_every_table_and_ratio(lstm_speed, capsys):
     sections = _sections(output)
     assert set(sections) == {"Sequence", "Streaming", "Peak", "Targets:"}, output
     labels = ["torch.nn.LSTM", *(f"{kind} {v}" for v in lnn.VARIANTS for kind in ("lstmkit", "loop")),
-              "torch.nn.GRU", "lstmkit GRU", "lstmkit GRU (fused)"]
+              "lstmkit standard (fused)", "torch.nn.GRU", "lstmkit GRU", "lstmkit GRU (fused)"]
     for label in labels:
         assert len(_ratios(sections["Sequence"], label)) == 2, f"{label}: no train and inference ratio"
     for variant in lnn.VARIANTS:

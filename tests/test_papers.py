@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from lstmkit.errors import ConfigError
 from lstmkit.papers import EXPERIMENTS, markdown, run, run_profile, tasks
 from lstmkit.papers.experiments import (
+    Setting,
     _continual_evaluate,
     _continual_evaluate_network,
     _max_error_below,
@@ -352,3 +353,22 @@ def test_cross_entropy_keeps_a_gradient_where_the_squared_error_saturates():
     entropy = torch.nn.functional.binary_cross_entropy_with_logits(logit, torch.ones(1))
     (entropy_grad,) = torch.autograd.grad(entropy, logit)
     assert abs(squared_grad.item()) < 5e-4 and abs(entropy_grad.item()) > 0.99
+
+
+def test_every_row_label_shows_the_gate_bias_initialisation():
+    """The 1997 paper leans on gate-bias initialisation; the report must show it, not hide it."""
+    for experiment in EXPERIMENTS.values():
+        for setting in experiment.settings.values():
+            text = setting.description
+            assert text.startswith(setting.label)
+            if setting.input_bias is not None:
+                assert f"input-gate bias {setting.input_bias:+g}" in text, (experiment.key, text)
+            if setting.forget_bias is not None:
+                assert f"forget-gate bias {setting.forget_bias:+g}" in text, (experiment.key, text)
+
+
+def test_description_does_not_repeat_a_bias_the_label_names():
+    setting = Setting("lstm", "standard", 4, "adam", 1e-3, 1, 0.0, input_bias=-3.0, forget_bias=1.0,
+                      label="x, forget-gate bias +1")
+    assert setting.description == "x, forget-gate bias +1, input-gate bias -3"
+    assert Setting("gru", "", 4, "adam", 1e-3, 1, 0.0, label="GRU").description == "GRU"

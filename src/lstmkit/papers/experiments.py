@@ -62,6 +62,16 @@ class Setting:
     shortcut: bool = False
     loss: str = "squared"
 
+    @property
+    def description(self) -> str:
+        """The row label with the gate-bias initialisation appended: the report never hides it."""
+        parts = [self.label]
+        if self.forget_bias is not None and "forget-gate bias" not in self.label:
+            parts.append(f"forget-gate bias {self.forget_bias:+g}")
+        if self.input_bias is not None and "input-gate bias" not in self.label:
+            parts.append(f"input-gate bias {self.input_bias:+g}")
+        return ", ".join(parts)
+
 
 @dataclass
 class Evaluation:
@@ -251,7 +261,7 @@ def _modern(hidden: int = 32, forget_bias: float = 3.0, loss: str = "cross-entro
         32,
         1.0,
         forget_bias=forget_bias,
-        label=f"modern: standard LSTM, Adam, batch 32, {_LOSS_LABEL[loss]}, forget-gate bias {forget_bias:+g}",
+        label=f"modern: standard LSTM, Adam, batch 32, {_LOSS_LABEL[loss]}",
         loss=loss,
         **extra,
     )

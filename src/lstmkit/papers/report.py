@@ -121,7 +121,7 @@ def markdown(results: Sequence[RunResult], profile: str) -> str:
         won = [r for r in group if r.success]
         median = f"{statistics.median(r.sequences for r in won):,.0f}" if won else \
             f"not reached ({max(r.sequences for r in group):,} seen)"
-        lines.append(f"| {experiment.title} | {level_name or '-'} | {experiment.settings[setting].label} | "
+        lines.append(f"| {experiment.title} | {level_name or '-'} | {experiment.settings[setting].description} | "
                      f"{len(won)}/{len(group)} | {median} | {statistics.median(r.budget for r in group):.0f} s | "
                      f"{group[-1].evaluation} | "
                      f"{_paper_figure(key, group[0].level)} |")
@@ -151,7 +151,7 @@ def plot_curves(results: Sequence[RunResult], path: str | Path) -> Path:
             if not r.curve:
                 continue
             xs, ys = zip(*r.curve)
-            label = None if r.setting in seen else EXPERIMENTS[key].settings[r.setting].label
+            label = None if r.setting in seen else EXPERIMENTS[key].settings[r.setting].description
             seen.add(r.setting)
             ax.plot(xs, ys, color=colors.get(r.setting, "k"), alpha=0.7, lw=1.2, label=label)
         ax.set_title(f"{EXPERIMENTS[key].title.split(':')[0]} {level_name}", fontsize=9)
