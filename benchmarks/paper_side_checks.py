@@ -47,6 +47,14 @@ def _optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=lr) if name == "sgd" else torch.optim.Adam(params, lr=lr)
 
 
+def _lag_errors(net: nn.Module, test) -> tuple[float, float, float]:
+    """Max absolute test error over the error-signal steps: overall, at the last step, in the middle."""
+    with torch.no_grad():
+        error = (net(test.inputs) - test.targets).abs() * test.mask.unsqueeze(-1)
+    per_step = error.amax(-1).amax(0)
+    return float(error.max()), float(per_step[-1]), float(per_step[:-1].max())
+
+
 def lag(args: argparse.Namespace) -> None:
     """A long-lag task with cross-entropy, reporting the last step's and the middle's errors."""
     p = args.p
@@ -78,11 +86,9 @@ def lag(args: argparse.Namespace) -> None:
         seen += args.batch
         if time.time() - start > report:
             report += 10
-            with torch.no_grad():
-                error = (net(test.inputs) - test.targets).abs() * test.mask.unsqueeze(-1)
-            per_step = error.amax(-1).amax(0)
-            print(f"{time.time() - start:5.0f}s seen {seen:7d} loss {loss.item():.3f} max err {error.max():.3f} "
-                  f"last-step {per_step[-1]:.3f} middle {per_step[:-1].max():.3f}", flush=True)
+            worst, last, middle = _lag_errors(net, test)
+            print(f"{time.time() - start:5.0f}s seen {seen:7d} loss {loss.item():.3f} max err {worst:.3f} "
+                  f"last-step {last:.3f} middle {middle:.3f}", flush=True)
 
 
 class Truncated1997(nn.Module):
@@ -130,12 +136,10 @@ def truncated(args: argparse.Namespace) -> None:
         seen += 1
         if time.time() - start > report:
             report += 10
-            with torch.no_grad():
-                error = (net(test.inputs) - test.targets).abs() * test.mask.unsqueeze(-1)
-            per_step = error.amax(-1).amax(0)
-            print(f"{time.time() - start:5.0f}s seen {seen:6d} max err {error.max():.3f} last {per_step[-1]:.3f} "
-                  f"middle {per_step[:-1].max():.3f}", flush=True)
-            if error.max() < 0.25:
+            worst, last, middle = _lag_errors(net, test)
+            print(f"{time.time() - start:5.0f}s seen {seen:6d} max err {worst:.3f} last {last:.3f} "
+                  f"middle {middle:.3f}", flush=True)
+            if worst < 0.25:
                 print("SOLVED at", seen)
                 break
 

@@ -64,11 +64,12 @@ class Setting:
 
     @property
     def description(self) -> str:
-        """The row label with the gate-bias initialisation appended: the report never hides it."""
+        """The row label with the gate-bias initialisation appended (labels never name the biases
+        themselves): the report never hides them."""
         parts = [self.label]
-        if self.forget_bias is not None and "forget-gate bias" not in self.label:
+        if self.forget_bias is not None:
             parts.append(f"forget-gate bias {self.forget_bias:+g}")
-        if self.input_bias is not None and "input-gate bias" not in self.label:
+        if self.input_bias is not None:
             parts.append(f"input-gate bias {self.input_bias:+g}")
         return ", ".join(parts)
 
@@ -469,7 +470,7 @@ for _key, _make, _title, _paper, _rule, _allowed, _lr in (
                     1,
                     0.0,
                     input_bias=-3.0,
-                    label=f"paper: vanilla LSTM, 4 cells, online SGD lr {_lr}, input-gate bias -3",
+                    label=f"paper: vanilla LSTM, 4 cells, online SGD lr {_lr}",
                 ),
                 "modern": _modern(64, input_bias=-3.0, loss="squared"),  # value targets
                 **_baselines(64, loss="squared"),
