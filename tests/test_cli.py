@@ -228,3 +228,23 @@ def test_a_run_directory_appears_whole_or_not_at_all(tmp_path):
         raise RuntimeError("interrupted")
     assert not tmp.exists() and not second.exists() and second != final
     assert [p.name for p in tmp_path.iterdir()] == [final.name]
+
+
+def test_runs_started_in_the_same_second_get_their_own_directories(tmp_path, monkeypatch):
+    """Two processes started together (lstmkit paper in two terminals, say) once both took the
+    same temporary directory and one crashed; the directory a run creates is its claim."""
+    import lstmkit.cli.common as common
+
+    class Frozen(common.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return common.datetime(2026, 1, 2, 3, 4, 5)
+
+    monkeypatch.setattr(common, "datetime", Frozen)
+    with common.new_run(tmp_path, "demo") as (first_tmp, first):
+        # another process has claimed the next name too, but not yet renamed it
+        with common.new_run(tmp_path, "demo") as (second_tmp, second):
+            (second_tmp / "b.txt").write_text("b")
+        (first_tmp / "a.txt").write_text("a")
+    assert first.name == "demo-20260102-030405" and second.name.startswith("demo-20260102-030405-")
+    assert (first / "a.txt").read_text() == "a" and (second / "b.txt").read_text() == "b"

@@ -361,16 +361,21 @@ def test_every_row_label_shows_the_gate_bias_initialisation():
         for setting in experiment.settings.values():
             text = setting.description
             assert text.startswith(setting.label)
-            if setting.input_bias is not None:
-                assert f"input-gate bias {setting.input_bias:+g}" in text, (experiment.key, text)
-            if setting.forget_bias is not None:
-                assert f"forget-gate bias {setting.forget_bias:+g}" in text, (experiment.key, text)
+            for name, value in (("input-gate", setting.input_bias), ("forget-gate", setting.forget_bias),
+                                ("output-gate", setting.output_gate_bias)):
+                if isinstance(value, tuple):
+                    assert f"{name} biases {' '.join(f'{v:+g}' for v in value)}" in text, (experiment.key, text)
+                elif value is not None:
+                    assert f"{name} bias {value:+g}" in text, (experiment.key, text)
 
 
 def test_description_names_each_bias_once():
     setting = Setting("lstm", "standard", 4, "adam", 1e-3, 1, 0.0, input_bias=-3.0, forget_bias=1.0, label="x")
     assert setting.description == "x, forget-gate bias +1, input-gate bias -3"
     assert Setting("gru", "", 4, "adam", 1e-3, 1, 0.0, label="GRU").description == "GRU"
+    per_block = Setting("lstm1997", "", 2, "sgd", 0.5, 1, 0.0, input_bias=(-3.0, -6.0), output_gate_bias=-1.0,
+                        label="y")
+    assert per_block.description == "y, input-gate biases -3 -6, output-gate bias -1"
     for experiment in EXPERIMENTS.values():  # the description adds them; a label naming one would repeat it
         for setting in experiment.settings.values():
             assert "gate bias" not in setting.label, (experiment.key, setting.label)

@@ -40,11 +40,19 @@ def new_run(base: Path, name: str) -> Iterator[tuple[Path, Path]]:
     when the block completes the directory is renamed into place, when it fails it is removed.
     """
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    base.mkdir(parents=True, exist_ok=True)
     final = base / f"{name}-{stamp}"
-    while final.exists():
+    while True:
+        # creating the temporary directory claims the name: two runs started in the same second (two
+        # processes, say) cannot both take it
+        tmp = base / f".{final.name}.tmp"
+        if not final.exists():
+            try:
+                tmp.mkdir()
+                break
+            except FileExistsError:
+                pass
         final = base / f"{name}-{stamp}-{uuid.uuid4().hex[:4]}"
-    tmp = base / f".{final.name}.tmp"
-    tmp.mkdir(parents=True)
     try:
         yield tmp, final
         tmp.rename(final)

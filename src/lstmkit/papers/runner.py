@@ -27,12 +27,13 @@ from lightning.pytorch.callbacks import Callback
 from torch import Tensor, nn
 
 import lstmkit.nn as lnn
-from lstmkit.errors import ConfigError
+from lstmkit.errors import ConfigError, TrainingError
 from lstmkit.papers.experiments import Evaluation, Experiment, Setting, test_set
+from lstmkit.papers.lstm1997 import Network1997
 from lstmkit.papers.tasks import Batch
 from lstmkit.train import BatchStream, TaskModule, TrainConfig, fit
 
-__all__ = ["PaperNet", "RunResult", "run"]
+__all__ = ["PaperNet", "RunResult", "build_network", "run"]
 
 RECENT = 2000  # the papers' window of recent training sequences
 
@@ -70,6 +71,18 @@ class PaperNet(nn.Module):
         if self.shortcut is not None:
             logits = logits + self.shortcut(x)
         return logits, state
+
+
+def build_network(setting: Setting, inputs: int, outputs: int) -> nn.Module:
+    """The setting's network: a :class:`PaperNet`, or the 1997 network for ``"lstm1997"``."""
+    if setting.model != "lstm1997":
+        return PaperNet(setting, inputs, outputs)
+    if setting.batch != 1 or setting.optimizer != "sgd" or setting.clip:
+        raise ConfigError(f"the 1997 network learns online with plain gradient descent: batch 1, optimizer 'sgd' "
+                          f"and no clipping, got batch {setting.batch}, {setting.optimizer!r}, clip {setting.clip}")
+    return Network1997(inputs, outputs, setting.hidden, setting.cells, setting.init_range,
+                       input_gate_bias=setting.input_bias, output_gate_bias=setting.output_gate_bias,
+                       cell_bias=setting.cell_bias, output_bias=setting.output_unit_bias, shortcut=setting.shortcut)
 
 
 class SequenceStream(torch.utils.data.Dataset):
@@ -118,20 +131,50 @@ class PaperModule(TaskModule):
         self.recent_correct: collections.deque = collections.deque(maxlen=RECENT)
         self.evaluation: Evaluation | None = None
         self.rule_met = False
+        self.sequences_seen = 0
 
     def step_loss(self, batch: Batch) -> Tensor:
         logits, _ = self.network.logits(batch.inputs)
         outputs = torch.sigmoid(logits)
         squared = ((outputs - batch.targets) ** 2).sum(-1) * batch.mask  # (B, T)
-        if self.experiment.correct is not None and self.training:
-            with torch.no_grad():
-                per_sequence = squared.sum(-1) / batch.mask.sum(-1).clamp_min(1)
-                self.recent_errors.extend(per_sequence.tolist())
-                self.recent_correct.extend(self.experiment.correct(outputs.detach(), batch).tolist())
+        if self.training:
+            self._record(outputs.detach(), squared.detach(), batch)
         if self.loss == "cross-entropy":
             entropy = F.binary_cross_entropy_with_logits(logits, batch.targets, reduction="none").sum(-1)
             return (entropy * batch.mask).sum() / len(batch.lengths)
         return 0.5 * squared.sum() / len(batch.lengths)
+
+    def _record(self, outputs: Tensor, squared: Tensor, batch: Batch) -> None:
+        """Count the training sequences, and keep their errors for the training-stream rule."""
+        self.sequences_seen += len(batch.lengths)
+        if self.experiment.correct is not None:
+            per_sequence = squared.sum(-1) / batch.mask.sum(-1).clamp_min(1)
+            self.recent_errors.extend(per_sequence.tolist())
+            self.recent_correct.extend(self.experiment.correct(outputs, batch).tolist())
+
+    def training_step(self, chunk: list[Batch], chunk_idx: int) -> None:
+        if not isinstance(self.network, Network1997):
+            return super().training_step(chunk, chunk_idx)
+        # the 1997 network changes its weights inside the sequence, after every step (Network1997.learn)
+        timer = getattr(self, "_timer", None)
+        for batch in chunk:
+            for b in range(len(batch.lengths)):
+                steps = int(batch.lengths[b])
+                one = Batch(batch.inputs[b:b + 1, :steps], batch.targets[b:b + 1, :steps], batch.mask[b:b + 1, :steps],
+                            batch.lengths[b:b + 1])
+                learnt = self.network.learn(one.inputs[0].numpy(), one.targets[0].numpy(), one.mask[0].numpy(),
+                                            self.config.learning_rate)
+                if not np.isfinite(learnt).all():
+                    raise TrainingError(f"the 1997 network's outputs became non-finite at epoch {self.current_epoch}; "
+                                        "lower the learning rate")
+                outputs = torch.from_numpy(learnt).to(one.targets.dtype).unsqueeze(0)
+                squared = ((outputs - one.targets) ** 2).sum(-1) * one.mask
+                self._record(outputs, squared, one)
+                self._loss_sum = self._loss_sum + 0.5 * squared.sum()
+                self._loss_count += 1
+            if timer is not None and timer.time_remaining() <= 0:
+                break
+        return None
 
     def validation_step(self, chunk, chunk_idx: int) -> None:
         if self.experiment.evaluate_network is not None:
@@ -160,14 +203,13 @@ class PaperModule(TaskModule):
 class _Stop(Callback):
     """Stops at the paper's criterion, and records the learning curve."""
 
-    def __init__(self, batch: int) -> None:
-        self.batch = batch
+    def __init__(self) -> None:
         self.curve: list[tuple[int, float]] = []
         self.success_at: int | None = None
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: PaperModule) -> None:
         module.check_rule()
-        seen = trainer.global_step * self.batch
+        seen = module.sequences_seen
         if module.evaluation is not None:
             self.curve.append((seen, module.evaluation.error))
         if module.succeeded and self.success_at is None:
@@ -202,11 +244,11 @@ def run(experiment: Experiment, level: dict, setting_key: str, seed: int, max_se
                          max_time=max_seconds, num_threads=1)  # tiny networks: a second thread only costs
     test = test_set(experiment, level, seed)
     L.seed_everything(seed, verbose=False)
-    network = PaperNet(setting, test.inputs.shape[-1], test.targets.shape[-1])
+    network = build_network(setting, test.inputs.shape[-1], test.targets.shape[-1])
     _warm_up(network, test)
     module = PaperModule(network, config, experiment, test, setting.loss)
     stream = SequenceStream(experiment, level, seed, per_epoch)
-    stop = _Stop(setting.batch)
+    stop = _Stop()
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="lstmkit-paper-") as scratch:
         # updates per sequence (batch 1) or per mini-batch; many of them per Lightning step

@@ -1,0 +1,164 @@
+"""The 1997 network: the paper's connectivity, its equations, and the truncated-RTRL learning rule."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from lstmkit.errors import ConfigError, TrainingError
+from lstmkit.papers import EXPERIMENTS, run
+from lstmkit.papers.experiments import Setting
+from lstmkit.papers.lstm1997 import Network1997
+from lstmkit.papers.runner import PaperModule, build_network
+from lstmkit.train import TrainConfig
+
+
+def _sig(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def test_weight_counts_are_the_papers():
+    # Exp 1 (Table 1): 264 weights for 4 blocks x 1 cell, 276 for 3 x 2 - only with gate units in the
+    # recurrence, biased gates and unbiased cells and outputs
+    assert Network1997(7, 7, 4, 1).weight_count() == 264
+    assert Network1997(7, 7, 3, 2).weight_count() == 276
+    assert build_network(EXPERIMENTS["reber"].settings["paper"], 7, 7).weight_count() == 276
+    # Exp 4: 93 weights for 2 inputs, 2 blocks x 2 cells, 1 output, every non-input unit biased
+    assert build_network(EXPERIMENTS["adding"].settings["paper"], 2, 1).weight_count() == 93
+
+
+def test_initialisation_range_and_per_block_biases():
+    torch.manual_seed(0)
+    net = Network1997(3, 2, 3, 2, init_range=0.2, input_gate_bias=(-1.0, -3.0, -5.0), output_gate_bias=-2.0)
+    nc = 6
+    assert net.weight[:, :-1].abs().max() <= 0.2 and net.out_weight.abs().max() <= 0.2
+    assert net.weight[:, :-1].abs().max() > 0.15  # drawn over the whole range
+    assert net.weight[nc:nc + 3, -1].tolist() == [-1.0, -3.0, -5.0]
+    assert net.weight[nc + 3:, -1].tolist() == [-2.0, -2.0, -2.0]
+    assert torch.all(net.weight[:nc, -1] == 0)  # unbiased cells
+    assert torch.all(net.out_weight[:, nc:] == 0) and torch.all(net.out_bias == 0)  # no shortcut, no output bias
+
+
+def test_forward_follows_the_1997_equations():
+    """One block of one cell, one input, one output, weights set by hand; two steps computed here."""
+    net = Network1997(1, 1, 1, 1, cell_bias=True, output_bias=True)
+    # rows: cell, input gate, output gate; columns: input, y_c(t-1), y_in(t-1), y_out(t-1), bias
+    w = [[0.5, 0.3, -0.2, 0.1, 0.05], [1.0, -0.4, 0.2, 0.3, -1.0], [-0.7, 0.6, 0.1, -0.5, 0.2]]
+    with torch.no_grad():
+        net.weight.copy_(torch.tensor(w, dtype=torch.float64))
+        net.out_weight.copy_(torch.tensor([[1.5, 0.0]], dtype=torch.float64))
+        net.out_bias.fill_(-0.3)
+    xs = [1.0, -0.5]
+    y, s, expected = [0.0, 0.0, 0.0], 0.0, []
+    for x in xs:
+        source = [x, *y, 1.0]
+        net_c, net_in, net_out = (sum(a * b for a, b in zip(row, source)) for row in w)
+        g = 4 * _sig(net_c) - 2  # range [-2, 2]
+        y_in, y_out = _sig(net_in), _sig(net_out)
+        s = s + y_in * g  # the constant error carousel: no forget gate
+        y_c = y_out * (2 * _sig(s) - 1)  # h has range [-1, 1]
+        y = [y_c, y_in, y_out]  # gates feed the recurrence too
+        expected.append(_sig(1.5 * y_c - 0.3))
+    out = net(torch.tensor(xs, dtype=torch.float64).view(1, 2, 1))
+    torch.testing.assert_close(out.view(-1), torch.tensor(expected, dtype=torch.float64), rtol=0, atol=1e-12)
+
+
+def _net(**kwargs) -> Network1997:
+    torch.manual_seed(3)
+    return Network1997(4, 3, 2, 2, init_range=0.5, input_gate_bias=(-1.0, -2.0), **kwargs)
+
+
+def _sequence(steps: int = 9, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(steps, 4)), rng.uniform(size=(steps, 3))
+
+
+@pytest.mark.parametrize("extras", [{}, {"cell_bias": True, "output_bias": True, "shortcut": True}])
+def test_rtrl_step_is_the_truncated_gradient(extras):
+    """With the error at the last step only, learn() changes the weights once, by exactly minus the
+    learning rate times autograd's gradient of the same network with the recurrence detached."""
+    net = _net(**extras)
+    x, target = _sequence()
+    mask = np.zeros(len(x))
+    mask[-1] = 1.0
+    logits, _ = net.logits(torch.from_numpy(x).unsqueeze(0), truncated=True)
+    loss = 0.5 * ((torch.sigmoid(logits[0, -1]) - torch.from_numpy(target[-1])) ** 2).sum()
+    loss.backward()
+    before = {name: p.detach().clone() for name, p in net.named_parameters()}
+    net.learn(x, target, mask, learning_rate=0.25)
+    for name, p in net.named_parameters():
+        torch.testing.assert_close(p.detach() - before[name], -0.25 * p.grad, rtol=1e-9, atol=1e-12, msg=name)
+    # the truncation is real: the full gradient differs
+    full = _net(**extras)
+    logits, _ = full.logits(torch.from_numpy(x).unsqueeze(0))
+    (0.5 * ((torch.sigmoid(logits[0, -1]) - torch.from_numpy(target[-1])) ** 2).sum()).backward()
+    assert not torch.allclose(full.weight.grad, net.weight.grad)
+
+
+def test_learn_with_learning_rate_zero_reproduces_forward():
+    net = _net(shortcut=True)
+    x, target = _sequence(12)
+    outputs = net.learn(x, target, np.ones(len(x)), learning_rate=0.0)
+    with torch.no_grad():
+        expected = net(torch.from_numpy(x).unsqueeze(0))[0].numpy()
+    np.testing.assert_allclose(outputs, expected, rtol=0, atol=1e-12)
+
+
+def test_weights_change_after_every_step_with_an_error_signal():
+    """Online learning: the output at a step is computed with the weights changed at the steps before."""
+    net = _net()
+    x, target = _sequence(6)
+    start = {name: p.detach().clone() for name, p in net.named_parameters()}
+    learnt = net.learn(x, target, np.ones(len(x)), learning_rate=1.0)
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            p.copy_(start[name])
+        fixed = net(torch.from_numpy(x).unsqueeze(0))[0].numpy()
+    np.testing.assert_allclose(learnt[0], fixed[0], atol=1e-12)  # nothing learnt before the first output
+    assert np.abs(learnt[1:] - fixed[1:]).max() > 1e-4
+
+
+def test_missing_connections_stay_zero_under_learn_and_under_an_optimiser():
+    net = _net()  # no cell biases, no shortcut, no output bias
+    x, target = _sequence()
+    net.learn(x, target, np.ones(len(x)), learning_rate=1.0)
+    optimizer = torch.optim.SGD(net.parameters(), lr=1.0)
+    logits, _ = net.logits(torch.from_numpy(x).unsqueeze(0))
+    ((torch.sigmoid(logits) - torch.from_numpy(target)) ** 2).sum().backward()
+    optimizer.step()
+    assert torch.all(net.weight[:4, -1] == 0)
+    assert torch.all(net.out_weight[:, 4:] == 0) and torch.all(net.out_bias == 0)
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ConfigError, match="input_gate_bias has 3 values but the network has 2 blocks"):
+        Network1997(4, 3, 2, input_gate_bias=(-1.0, -2.0, -3.0))
+    with pytest.raises(ConfigError, match="blocks must be a positive integer, got 0"):
+        Network1997(4, 3, 0)
+    with pytest.raises(ConfigError, match="init_range must be > 0"):
+        Network1997(4, 3, 1, init_range=0.0)
+    setting = Setting("lstm1997", "", 2, "sgd", 0.5, 32, 0.0)
+    with pytest.raises(ConfigError, match="batch 1, optimizer 'sgd' and no clipping, got batch 32"):
+        build_network(setting, 2, 1)
+
+
+def test_the_nan_guard_stops_a_1997_run():
+    experiment = EXPERIMENTS["reber"]
+    setting = experiment.settings["paper"]
+    batch = experiment.make(np.random.default_rng(0), 1, {})
+    net = build_network(setting, 7, 7)
+    with torch.no_grad():
+        net.out_weight.fill_(float("nan"))
+    module = PaperModule(net, TrainConfig(), experiment, batch)
+    module.train()
+    with pytest.raises(TrainingError, match="non-finite"):
+        module.training_step([batch], 0)
+
+
+def test_a_paper_run_of_the_1997_network_counts_its_sequences_and_learns():
+    """A short run on the shared engine: sequences are counted one by one and the weights move."""
+    result = run(EXPERIMENTS["noise-3a"], {"T": 20, "N": 3}, "paper", seed=0, max_sequences=60, max_seconds=30,
+                 eval_every=20)
+    assert [seen for seen, _ in result.curve] == [20, 40, 60]
+    assert result.sequences == 60 and not result.success
