@@ -25,6 +25,10 @@ thing at a time to find why a row fails.
     python benchmarks/paper_side_checks.py reber --optimizer sgd --lr 0.1 --init stagger
     python benchmarks/paper_side_checks.py reber --optimizer sgd --lr 0.1 --loss ce
     python benchmarks/paper_side_checks.py reber --optimizer adam --lr 0.01
+    # the 1997 network itself (lstmkit.papers.lstm1997: blocks, truncated RTRL, a change every step):
+    python benchmarks/paper_side_checks.py reber1997 --blocks 4 --cells 1 --lr 0.1 --seed 0   # and 1, 2
+    python benchmarks/paper_side_checks.py reber1997 --blocks 4 --cells 1 --lr 0.5 --seed 0   # and 1, 2
+    python benchmarks/paper_side_checks.py lag1997 --budget 150                               # Exp 2a
 """
 
 from __future__ import annotations
@@ -178,6 +182,55 @@ def reber(args: argparse.Namespace) -> None:
                 break
 
 
+def reber1997(args: argparse.Namespace) -> None:
+    """The Reber grammar with the 1997 network of the paper's Table 1 (output-gate biases -1, -2, ...)."""
+    from lstmkit.papers.lstm1997 import Network1997
+
+    experiment = EXPERIMENTS["reber"]
+    torch.manual_seed(args.seed)
+    net = Network1997(7, 7, args.blocks, args.cells, 0.2,
+                      output_gate_bias=[-float(k) for k in range(1, args.blocks + 1)])
+    test = experiment.make(np.random.default_rng(99), 256, {})
+    rng = np.random.default_rng(args.seed)
+    start, seen = time.time(), 0
+    while time.time() - start < args.budget:
+        batch = experiment.make(rng, 1, {})
+        net.learn(batch.inputs[0].numpy(), batch.targets[0].numpy(), batch.mask[0].numpy(), args.lr)
+        seen += 1
+        if seen % 1000 == 0:
+            with torch.no_grad():
+                evaluation = experiment.evaluate(net(test.inputs), test)
+            if evaluation.success or seen % 10_000 == 0:
+                print(f"{time.time() - start:4.0f}s seen {seen:6d} {evaluation.detail}", flush=True)
+            if evaluation.success:
+                print("SOLVED", seen)
+                break
+
+
+def lag1997(args: argparse.Namespace) -> None:
+    """Exp 2a with the 1997 paper setting's network: the last step's error and the middle's."""
+    from lstmkit.papers.lstm1997 import Network1997
+
+    experiment, level = EXPERIMENTS["lag-2a"], {"p": 100}
+    torch.manual_seed(args.seed)
+    net = Network1997(101, 101, 1, 1, 0.2, input_gate_bias=-1.0, shortcut=True)
+    test = experiment.make(np.random.default_rng(99), 64, level)
+    rng = np.random.default_rng(args.seed)
+    start, seen, report = time.time(), 0, 10.0
+    while time.time() - start < args.budget:
+        batch = experiment.make(rng, 1, level)
+        net.learn(batch.inputs[0].numpy(), batch.targets[0].numpy(), batch.mask[0].numpy(), args.lr)
+        seen += 1
+        if time.time() - start > report:
+            report += 10
+            worst, last, middle = _lag_errors(net, test)
+            print(f"{time.time() - start:5.0f}s seen {seen:6d} max err {worst:.3f} last {last:.3f} "
+                  f"middle {middle:.3f}", flush=True)
+            if worst < 0.25:
+                print("SOLVED at", seen)
+                break
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -207,6 +260,18 @@ def main(argv: list[str] | None = None) -> None:
     three.add_argument("--init", choices=["none", "stagger"], default="none")
     three.add_argument("--budget", type=float, default=75.0)
     three.set_defaults(run=reber)
+    four = commands.add_parser("reber1997", help="the Reber grammar with the 1997 network")
+    four.add_argument("--blocks", type=int, default=4)
+    four.add_argument("--cells", type=int, default=1)
+    four.add_argument("--lr", type=float, default=0.1)
+    four.add_argument("--seed", type=int, default=0)
+    four.add_argument("--budget", type=float, default=60.0)
+    four.set_defaults(run=reber1997)
+    five = commands.add_parser("lag1997", help="Exp 2a with the 1997 network")
+    five.add_argument("--lr", type=float, default=1.0)
+    five.add_argument("--seed", type=int, default=0)
+    five.add_argument("--budget", type=float, default=150.0)
+    five.set_defaults(run=lag1997)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     args.run(args)

@@ -162,3 +162,21 @@ def test_a_paper_run_of_the_1997_network_counts_its_sequences_and_learns():
                  eval_every=20)
     assert [seen for seen, _ in result.curve] == [20, 40, 60]
     assert result.sequences == 60 and not result.success
+
+
+def test_the_1997_side_checks_run(capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "paper_side_checks.py"
+    spec = importlib.util.spec_from_file_location("paper_side_checks", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    threads = torch.get_num_threads()
+    try:
+        module.main(["reber1997", "--budget", "1.5"])
+        module.main(["lag1997", "--budget", "11"])
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert "max err" in out and "last" in out and "middle" in out

@@ -151,7 +151,8 @@ def plot_curves(results: Sequence[RunResult], path: str | Path) -> Path:
             if not r.curve:
                 continue
             xs, ys = zip(*r.curve)
-            label = None if r.setting in seen else EXPERIMENTS[key].settings[r.setting].description
+            # the legend names the setting; its details (long, with the biases) are in the report's table
+            label = None if r.setting in seen else EXPERIMENTS[key].settings[r.setting].label.split(",")[0]
             seen.add(r.setting)
             ax.plot(xs, ys, color=colors.get(r.setting, "k"), alpha=0.7, lw=1.2, label=label)
         ax.set_title(f"{EXPERIMENTS[key].title.split(':')[0]} {level_name}", fontsize=9)
