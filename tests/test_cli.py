@@ -248,3 +248,35 @@ def test_runs_started_in_the_same_second_get_their_own_directories(tmp_path, mon
         (first_tmp / "a.txt").write_text("a")
     assert first.name == "demo-20260102-030405" and second.name.startswith("demo-20260102-030405-")
     assert (first / "a.txt").read_text() == "a" and (second / "b.txt").read_text() == "b"
+
+
+def test_a_run_finishing_while_another_claims_its_name_loses_nothing(tmp_path, monkeypatch):
+    """Run A renames its directory into place between run B's look at the name and B's claim."""
+    import pathlib
+
+    import lstmkit.cli.common as common
+
+    class Frozen(common.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return common.datetime(2026, 1, 2, 3, 4, 5)
+
+    monkeypatch.setattr(common, "datetime", Frozen)
+    first = common.new_run(tmp_path, "demo")
+    first_tmp, first_final = first.__enter__()
+    (first_tmp / "a.txt").write_text("a")
+    exists = pathlib.Path.exists
+
+    def finish_first_on_the_first_look(self, *args, **kwargs):
+        seen = exists(self, *args, **kwargs)
+        if self == first_final and not getattr(finish_first_on_the_first_look, "done", False):
+            finish_first_on_the_first_look.done = True
+            first.__exit__(None, None, None)
+        return seen
+
+    monkeypatch.setattr(pathlib.Path, "exists", finish_first_on_the_first_look)
+    with common.new_run(tmp_path, "demo") as (second_tmp, second_final):
+        monkeypatch.setattr(pathlib.Path, "exists", exists)
+        (second_tmp / "b.txt").write_text("b")
+    assert finish_first_on_the_first_look.done and second_final != first_final
+    assert (first_final / "a.txt").read_text() == "a" and (second_final / "b.txt").read_text() == "b"

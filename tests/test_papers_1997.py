@@ -143,17 +143,46 @@ def test_bad_settings_are_refused():
         build_network(setting, 2, 1)
 
 
-def test_the_nan_guard_stops_a_1997_run():
-    experiment = EXPERIMENTS["reber"]
-    setting = experiment.settings["paper"]
-    batch = experiment.make(np.random.default_rng(0), 1, {})
-    net = build_network(setting, 7, 7)
+def _fit_1997(tmp_path, net=None, epochs=2):
+    """The runner's set-up on the shared engine, 10 sequences of Exp 3a (T = 20) per epoch."""
+    from lstmkit.papers.experiments import test_set
+    from lstmkit.papers.runner import SequenceStream, StreamSampler, _One
+    from lstmkit.train import BatchStream, fit
+
+    experiment, level = EXPERIMENTS["noise-3a"], {"T": 20, "N": 3}
+    test = test_set(experiment, level, 0)
+    net = net if net is not None else build_network(experiment.settings["paper"], 1, 1)
+    config = TrainConfig(max_epochs=epochs, batch_size=1, optimizer="sgd", learning_rate=1.0, momentum=0.0,
+                         lr_schedule="none", gradient_clip=0.0, early_stopping_patience=0, loggers=())
+    module = PaperModule(net, config, experiment, test)
+    train = BatchStream(SequenceStream(experiment, level, 0, 10), 1, False, chunk=4, sampler=StreamSampler(10))
+    return module, fit(module, train, BatchStream(_One(), 1, False), tmp_path)
+
+
+def test_the_nan_guard_stops_a_1997_run(tmp_path):
+    net = build_network(EXPERIMENTS["noise-3a"].settings["paper"], 1, 1)
     with torch.no_grad():
         net.out_weight.fill_(float("nan"))
-    module = PaperModule(net, TrainConfig(), experiment, batch)
-    module.train()
     with pytest.raises(TrainingError, match="non-finite"):
-        module.training_step([batch], 0)
+        _fit_1997(tmp_path, net)
+
+
+def test_each_1997_sequence_is_an_optimiser_step_so_checkpoints_are_written(tmp_path):
+    module, result = _fit_1997(tmp_path)
+    assert result.steps == module.sequences_seen == 20
+    assert result.best_checkpoint is not None and result.best_checkpoint.exists()
+    assert result.last_checkpoint is not None and result.last_checkpoint.exists()
+
+
+def test_paper_settings_learn_with_plain_gradient_descent(monkeypatch):
+    """The papers' online SGD has no momentum (TrainConfig's SGD default has 0.9)."""
+    import lstmkit.papers.runner as runner
+
+    seen = []
+    original = runner.fit
+    monkeypatch.setattr(runner, "fit", lambda module, *a, **k: seen.append(module.config) or original(module, *a, **k))
+    run(EXPERIMENTS["timing-gts"], {"T": 10}, "paper", seed=0, max_sequences=4, max_seconds=30, eval_every=2)
+    assert seen and seen[0].optimizer == "sgd" and seen[0].momentum == 0.0
 
 
 def test_a_paper_run_of_the_1997_network_counts_its_sequences_and_learns():

@@ -44,14 +44,18 @@ def new_run(base: Path, name: str) -> Iterator[tuple[Path, Path]]:
     final = base / f"{name}-{stamp}"
     while True:
         # creating the temporary directory claims the name: two runs started in the same second (two
-        # processes, say) cannot both take it
+        # processes, say) cannot both take it. A run that held the name and finished has renamed its
+        # temporary directory before this one could be created, so the final name is checked again
         tmp = base / f".{final.name}.tmp"
         if not final.exists():
             try:
                 tmp.mkdir()
-                break
             except FileExistsError:
                 pass
+            else:
+                if not final.exists():
+                    break
+                tmp.rmdir()
         final = base / f"{name}-{stamp}-{uuid.uuid4().hex[:4]}"
     try:
         yield tmp, final

@@ -54,7 +54,7 @@ def _per_block(value: float | Sequence[float] | None, blocks: int, name: str) ->
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+    return 0.5 + 0.5 * np.tanh(0.5 * x)  # = 1 / (1 + exp(-x)), without overflow for large |x|
 
 
 class Network1997(nn.Module):
@@ -114,7 +114,7 @@ class Network1997(nn.Module):
                 biases = _per_block(value, blocks, name)
                 if biases is not None:
                     self.weight[offset:offset + blocks, -1] = torch.tensor(biases, dtype=torch.float64)
-        self._block_of_cell = torch.arange(blocks).repeat_interleave(cells)
+        self.register_buffer("_block_of_cell", torch.arange(blocks).repeat_interleave(cells), persistent=False)
         # connections the network does not have stay zero under any optimiser too
         live = torch.ones_like(self.weight)
         live[: self.n_cells, -1] = 1.0 if cell_bias else 0.0
@@ -195,7 +195,7 @@ class Network1997(nn.Module):
             out_weight = self.out_weight.detach().numpy()
             out_bias = self.out_bias.detach().numpy()
         x, targets, mask = (np.asarray(a, dtype=np.float64) for a in (x, targets, mask))
-        block = self._block_of_cell.numpy()
+        block = self._block_of_cell.cpu().numpy()
         starts = np.arange(0, nc, cells)
         y = np.zeros(self.units)
         s = np.zeros(nc)

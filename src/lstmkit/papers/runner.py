@@ -155,15 +155,19 @@ class PaperModule(TaskModule):
     def training_step(self, chunk: list[Batch], chunk_idx: int) -> None:
         if not isinstance(self.network, Network1997):
             return super().training_step(chunk, chunk_idx)
-        # the 1997 network changes its weights inside the sequence, after every step (Network1997.learn)
+        # the 1997 network changes its weights inside the sequence, after every step (Network1997.learn);
+        # each sequence counts as one optimiser step for Lightning (global_step, hence the checkpoints)
+        optimizer = self.optimizers()
         timer = getattr(self, "_timer", None)
         for batch in chunk:
             for b in range(len(batch.lengths)):
                 steps = int(batch.lengths[b])
                 one = Batch(batch.inputs[b:b + 1, :steps], batch.targets[b:b + 1, :steps], batch.mask[b:b + 1, :steps],
                             batch.lengths[b:b + 1])
+                optimizer._on_before_step()
                 learnt = self.network.learn(one.inputs[0].numpy(), one.targets[0].numpy(), one.mask[0].numpy(),
                                             self.config.learning_rate)
+                optimizer._on_after_step()
                 if not np.isfinite(learnt).all():
                     raise TrainingError(f"the 1997 network's outputs became non-finite at epoch {self.current_epoch}; "
                                         "lower the learning rate")
@@ -239,7 +243,8 @@ def run(experiment: Experiment, level: dict, setting_key: str, seed: int, max_se
     setting = experiment.settings[setting_key]
     per_epoch = max(setting.batch, eval_every // setting.batch * setting.batch)
     config = TrainConfig(max_epochs=max(1, math.ceil(max_sequences / per_epoch)), batch_size=setting.batch,
-                         optimizer=setting.optimizer, learning_rate=setting.learning_rate, lr_schedule="none",
+                         optimizer=setting.optimizer, learning_rate=setting.learning_rate, momentum=0.0,
+                         lr_schedule="none",
                          gradient_clip=setting.clip, early_stopping_patience=0, seed=seed, loggers=(),
                          max_time=max_seconds, num_threads=1)  # tiny networks: a second thread only costs
     test = test_set(experiment, level, seed)
