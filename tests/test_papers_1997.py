@@ -119,6 +119,19 @@ def test_weights_change_after_every_step_with_an_error_signal():
     assert np.abs(learnt[1:] - fixed[1:]).max() > 1e-4
 
 
+def test_learn_is_quiet_and_finite_where_net_inputs_are_huge():
+    import warnings
+
+    net = _net()
+    with torch.no_grad():
+        net.weight.mul_(1e4)
+    x, target = _sequence()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow warning from the sigmoid
+        outputs = net.learn(x, target, np.ones(len(x)), learning_rate=0.1)
+    assert np.isfinite(outputs).all()
+
+
 def test_missing_connections_stay_zero_under_learn_and_under_an_optimiser():
     net = _net()  # no cell biases, no shortcut, no output bias
     x, target = _sequence()

@@ -54,7 +54,11 @@ def _per_block(value: float | Sequence[float] | None, blocks: int, name: str) ->
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 + 0.5 * np.tanh(0.5 * x)  # = 1 / (1 + exp(-x)), without overflow for large |x|
+    # exp(-x) overflows to inf for x < -709, where 1 / (1 + inf) = 0 is the right value. (The same
+    # formula as the runs in docs/papers.md: online learning amplifies any change of rounding, so
+    # another formula would not repeat their sequence counts.)
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-x))
 
 
 class Network1997(nn.Module):
