@@ -59,6 +59,15 @@ def _lag_errors(net: nn.Module, test) -> tuple[float, float, float]:
     return float(error.max()), float(per_step[-1]), float(per_step[:-1].max())
 
 
+def _report_lag(net: nn.Module, test, elapsed: float, seen: int) -> bool:
+    """Print Exp 2a's test errors; whether the paper's criterion (max error < 0.25) is met."""
+    worst, last, middle = _lag_errors(net, test)
+    print(f"{elapsed:5.0f}s seen {seen:6d} max err {worst:.3f} last {last:.3f} middle {middle:.3f}", flush=True)
+    if worst < 0.25:
+        print("SOLVED at", seen)
+    return worst < 0.25
+
+
 def lag(args: argparse.Namespace) -> None:
     """A long-lag task with cross-entropy, reporting the last step's and the middle's errors."""
     p = args.p
@@ -140,11 +149,7 @@ def truncated(args: argparse.Namespace) -> None:
         seen += 1
         if time.time() - start > report:
             report += 10
-            worst, last, middle = _lag_errors(net, test)
-            print(f"{time.time() - start:5.0f}s seen {seen:6d} max err {worst:.3f} last {last:.3f} "
-                  f"middle {middle:.3f}", flush=True)
-            if worst < 0.25:
-                print("SOLVED at", seen)
+            if _report_lag(net, test, time.time() - start, seen):
                 break
 
 
@@ -223,11 +228,7 @@ def lag1997(args: argparse.Namespace) -> None:
         seen += 1
         if time.time() - start > report:
             report += 10
-            worst, last, middle = _lag_errors(net, test)
-            print(f"{time.time() - start:5.0f}s seen {seen:6d} max err {worst:.3f} last {last:.3f} "
-                  f"middle {middle:.3f}", flush=True)
-            if worst < 0.25:
-                print("SOLVED at", seen)
+            if _report_lag(net, test, time.time() - start, seen):
                 break
 
 
