@@ -232,6 +232,15 @@ def lag1997(args: argparse.Namespace) -> None:
                 break
 
 
+def _online(parser: argparse.ArgumentParser, command, lr: float, budget: float) -> argparse.ArgumentParser:
+    """The options of a single-seed online run: learning rate, seed, wall-clock budget."""
+    parser.add_argument("--lr", type=float, default=lr)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--budget", type=float, default=budget)
+    parser.set_defaults(run=command)
+    return parser
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -248,12 +257,8 @@ def main(argv: list[str] | None = None) -> None:
     one.add_argument("--budget", type=float, default=60.0)
     one.add_argument("--seed", type=int, default=0, help="initialisation and training data (the test set is fixed)")
     one.set_defaults(run=lag)
-    two = commands.add_parser("truncated", help="Exp 2a with a 1997-style network")
-    two.add_argument("--lr", type=float, default=1.0)
+    two = _online(commands.add_parser("truncated", help="Exp 2a with a 1997-style network"), truncated, 1.0, 80.0)
     two.add_argument("--full-gradient", action="store_true", help="do not truncate the recurrent gradient")
-    two.add_argument("--seed", type=int, default=0)
-    two.add_argument("--budget", type=float, default=80.0)
-    two.set_defaults(run=truncated)
     three = commands.add_parser("reber", help="the Reber grammar's paper network")
     three.add_argument("--optimizer", choices=["adam", "sgd"], default="sgd")
     three.add_argument("--lr", type=float, default=0.1)
@@ -261,18 +266,11 @@ def main(argv: list[str] | None = None) -> None:
     three.add_argument("--init", choices=["none", "stagger"], default="none")
     three.add_argument("--budget", type=float, default=75.0)
     three.set_defaults(run=reber)
-    four = commands.add_parser("reber1997", help="the Reber grammar with the 1997 network")
+    four = _online(commands.add_parser("reber1997", help="the Reber grammar with the 1997 network"), reber1997,
+                   0.1, 60.0)
     four.add_argument("--blocks", type=int, default=4)
     four.add_argument("--cells", type=int, default=1)
-    four.add_argument("--lr", type=float, default=0.1)
-    four.add_argument("--seed", type=int, default=0)
-    four.add_argument("--budget", type=float, default=60.0)
-    four.set_defaults(run=reber1997)
-    five = commands.add_parser("lag1997", help="Exp 2a with the 1997 network")
-    five.add_argument("--lr", type=float, default=1.0)
-    five.add_argument("--seed", type=int, default=0)
-    five.add_argument("--budget", type=float, default=150.0)
-    five.set_defaults(run=lag1997)
+    _online(commands.add_parser("lag1997", help="Exp 2a with the 1997 network"), lag1997, 1.0, 150.0)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     args.run(args)

@@ -17,13 +17,13 @@ The 1997 network is not a layer of modern LSTM cells:
 
 Exp 1's weight count pins the connectivity down: 4 blocks of 1 cell, 7 inputs and 7 outputs give
 the paper's 264 weights only with gate-unit recurrence, biased gates, unbiased cells and outputs
-(``tests/test_papers.py`` checks this, and 276 for 3 blocks of 2 cells).
+(``tests/test_papers_1997.py`` checks this, and 276 for 3 blocks of 2 cells).
 
 :func:`Network1997.learn` is written in numpy on views of the parameters' storage: at batch 1
 every step is a handful of operations on vectors of a dozen entries, where torch's per-call
 overhead would dominate. :func:`Network1997.forward` (torch, batched) evaluates test sets; the
-two agree to float rounding (tested), and the accumulated RTRL gradient of a sequence equals
-autograd's gradient of the same network with the recurrent inputs detached (tested).
+two agree to float rounding (tested), and a weight change of ``learn`` is minus the learning rate
+times autograd's gradient of the same network with the recurrent inputs detached (tested).
 """
 
 from __future__ import annotations
@@ -100,40 +100,38 @@ class Network1997(nn.Module):
         self.inputs, self.outputs, self.blocks, self.cells = inputs, outputs, blocks, cells
         self.n_cells = blocks * cells
         self.units = self.n_cells + 2 * blocks
-        self.shortcut, self.has_cell_bias, self.has_output_bias = shortcut, cell_bias, output_bias
         self.weight = nn.Parameter(torch.empty(self.units, inputs + self.units + 1, dtype=torch.float64))
         self.out_weight = nn.Parameter(torch.empty(outputs, self.n_cells + inputs, dtype=torch.float64))
         self.out_bias = nn.Parameter(torch.zeros(outputs, dtype=torch.float64))
+        # which connections exist (1) and which not (0): zero from the start, and kept zero by learn()
+        # and, through gradient hooks, by any torch optimiser
+        live = torch.ones_like(self.weight)
+        live[: self.n_cells, -1] = float(cell_bias)
+        live_out = torch.ones_like(self.out_weight)
+        live_out[:, self.n_cells:] = float(shortcut)
+        self.register_buffer("_live", live, persistent=False)
+        self.register_buffer("_live_out", live_out, persistent=False)
+        self.register_buffer("_live_bias", torch.full_like(self.out_bias, float(output_bias)), persistent=False)
         with torch.no_grad():
             self.weight.uniform_(-init_range, init_range)
             self.out_weight.uniform_(-init_range, init_range)
             if output_bias:
                 self.out_bias.uniform_(-init_range, init_range)
-            if not cell_bias:
-                self.weight[: self.n_cells, -1] = 0.0
-            if not shortcut:
-                self.out_weight[:, self.n_cells:] = 0.0
+            self.weight[live == 0] = 0.0
+            self.out_weight[live_out == 0] = 0.0
             for offset, value, name in ((self.n_cells, input_gate_bias, "input_gate_bias"),
                                         (self.n_cells + blocks, output_gate_bias, "output_gate_bias")):
                 biases = _per_block(value, blocks, name)
                 if biases is not None:
                     self.weight[offset:offset + blocks, -1] = torch.tensor(biases, dtype=torch.float64)
         self.register_buffer("_block_of_cell", torch.arange(blocks).repeat_interleave(cells), persistent=False)
-        # connections the network does not have stay zero under any optimiser too
-        live = torch.ones_like(self.weight)
-        live[: self.n_cells, -1] = 1.0 if cell_bias else 0.0
-        live_out = torch.ones_like(self.out_weight)
-        live_out[:, self.n_cells:] = 1.0 if shortcut else 0.0
-        self.weight.register_hook(lambda grad: grad * live)
-        self.out_weight.register_hook(lambda grad: grad * live_out)
-        self.out_bias.register_hook(lambda grad: grad * float(output_bias))
+        self.weight.register_hook(lambda grad: grad * self._live)
+        self.out_weight.register_hook(lambda grad: grad * self._live_out)
+        self.out_bias.register_hook(lambda grad: grad * self._live_bias)
 
     def weight_count(self) -> int:
         """The weights the paper counts: every connection and bias that exists (and is learnt)."""
-        count = self.units * (self.inputs + self.units) + 2 * self.blocks
-        count += self.n_cells if self.has_cell_bias else 0
-        count += self.outputs * (self.n_cells + (self.inputs if self.shortcut else 0))
-        return count + (self.outputs if self.has_output_bias else 0)
+        return int(self._live.sum() + self._live_out.sum() + self._live_bias.sum())
 
     # -- torch: evaluation -------------------------------------------------------------------
 
@@ -200,6 +198,7 @@ class Network1997(nn.Module):
             out_bias = self.out_bias.detach().numpy()
         x, targets, mask = (np.asarray(a, dtype=np.float64) for a in (x, targets, mask))
         block = self._block_of_cell.cpu().numpy()
+        live, live_out, live_bias = (m.cpu().numpy() for m in (self._live, self._live_out, self._live_bias))
         starts = np.arange(0, nc, cells)
         y = np.zeros(self.units)
         s = np.zeros(nc)
@@ -231,14 +230,8 @@ class Network1997(nn.Module):
                 step[:nc] = state_error[:, None] * trace_cell
                 step[nc:nc + nb] = np.add.reduceat(state_error[:, None] * trace_gate, starts, axis=0)
                 step[nc + nb:] = np.outer(out_gate_error, source)
-                if not self.has_cell_bias:
-                    step[:nc, -1] = 0.0
-                out_step = np.outer(delta, features)
-                if not self.shortcut:
-                    out_step[:, nc:] = 0.0
-                weight += learning_rate * step
-                out_weight += learning_rate * out_step
-                if self.has_output_bias:
-                    out_bias += learning_rate * delta
+                weight += learning_rate * (step * live)
+                out_weight += learning_rate * (np.outer(delta, features) * live_out)
+                out_bias += learning_rate * (delta * live_bias)
             y = np.concatenate([y_c, gates])
         return outputs
