@@ -74,7 +74,12 @@ def _sequence(steps: int = 9, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return rng.normal(size=(steps, 4)), rng.uniform(size=(steps, 3))
 
 
-@pytest.mark.parametrize("extras", [{}, {"cell_bias": True, "output_bias": True, "shortcut": True}])
+_CELLS = [{}, {"cell_bias": True, "output_bias": True, "shortcut": True},
+          {"forget_gate": True, "forget_gate_bias": (1.0, 2.0)}, {"peepholes": True},
+          {"forget_gate": True, "peepholes": True, "cell_bias": True}]
+
+
+@pytest.mark.parametrize("extras", _CELLS, ids=["1997", "biases", "forget", "peephole-no-forget", "peephole"])
 def test_rtrl_step_is_the_truncated_gradient(extras):
     """With the error at the last step only, learn() changes the weights once, by exactly minus the
     learning rate times autograd's gradient of the same network with the recurrence detached."""
@@ -88,12 +93,75 @@ def test_rtrl_step_is_the_truncated_gradient(extras):
     before = {name: p.detach().clone() for name, p in net.named_parameters()}
     net.learn(x, target, mask, learning_rate=0.25)
     for name, p in net.named_parameters():
-        torch.testing.assert_close(p.detach() - before[name], -0.25 * p.grad, rtol=1e-9, atol=1e-12, msg=name)
+        grad = p.grad if p.grad is not None else torch.zeros_like(p)  # the peepholes of a cell without them
+        torch.testing.assert_close(p.detach() - before[name], -0.25 * grad, rtol=1e-9, atol=1e-12, msg=name)
     # the truncation is real: the full gradient differs
     full = _net(**extras)
     logits, _ = full.logits(torch.from_numpy(x).unsqueeze(0))
     (0.5 * ((torch.sigmoid(logits[0, -1]) - torch.from_numpy(target[-1])) ** 2).sum()).backward()
     assert not torch.allclose(full.weight.grad, net.weight.grad)
+
+
+@pytest.mark.parametrize("extras", _CELLS[2:], ids=["forget", "peephole-no-forget", "peephole"])
+def test_rtrl_accumulates_the_truncated_gradient_over_a_sequence(extras):
+    """With errors at every step and a tiny learning rate the weights hardly move during the
+    sequence, so the summed RTRL changes equal autograd's truncated gradient of the summed error:
+    this checks the traces' decay by the forget gate and the peephole traces step after step."""
+    net = _net(**extras)
+    x, target = _sequence(7)
+    logits, _ = net.logits(torch.from_numpy(x).unsqueeze(0), truncated=True)
+    (0.5 * ((torch.sigmoid(logits[0]) - torch.from_numpy(target)) ** 2).sum()).backward()
+    before = {name: p.detach().clone() for name, p in net.named_parameters()}
+    lr = 1e-7
+    net.learn(x, target, np.ones(len(x)), learning_rate=lr)
+    for name, p in net.named_parameters():
+        grad = p.grad if p.grad is not None else torch.zeros_like(p)
+        torch.testing.assert_close((p.detach() - before[name]) / -lr, grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_forward_follows_the_forget_gate_and_peephole_equations():
+    """Gers et al. 2000 / 2002: one block of one cell with a forget gate and peepholes; the input and
+    forget gates see the previous state, the output gate the new one."""
+    net = Network1997(1, 1, 1, 1, cell_bias=True, output_bias=True, forget_gate=True, peepholes=True)
+    # rows: cell, input gate, output gate, forget gate; columns: input, y_c, y_in, y_out, y_phi (t-1), bias
+    w = [[0.5, 0.3, -0.2, 0.1, 0.4, 0.05], [1.0, -0.4, 0.2, 0.3, -0.1, -1.0], [-0.7, 0.6, 0.1, -0.5, 0.2, 0.2],
+         [0.3, 0.2, -0.6, 0.1, 0.5, 1.5]]
+    peep_in, peep_out, peep_forget = 0.7, -0.9, 0.4
+    with torch.no_grad():
+        net.weight.copy_(torch.tensor(w, dtype=torch.float64))
+        net.peephole.copy_(torch.tensor([[peep_in], [peep_out], [peep_forget]], dtype=torch.float64))
+        net.out_weight.copy_(torch.tensor([[1.5, 0.0]], dtype=torch.float64))
+        net.out_bias.fill_(-0.3)
+    xs = [1.0, -0.5, 0.25]
+    y, s, expected = [0.0, 0.0, 0.0, 0.0], 0.0, []
+    for x in xs:
+        source = [x, *y, 1.0]
+        net_c, net_in, net_out, net_phi = (sum(a * b for a, b in zip(row, source)) for row in w)
+        y_in, y_phi = _sig(net_in + peep_in * s), _sig(net_phi + peep_forget * s)  # s(t-1)
+        s = y_phi * s + y_in * (4 * _sig(net_c) - 2)
+        y_out = _sig(net_out + peep_out * s)  # s(t)
+        y_c = y_out * (2 * _sig(s) - 1)
+        y = [y_c, y_in, y_out, y_phi]
+        expected.append(_sig(1.5 * y_c - 0.3))
+    out = net(torch.tensor(xs, dtype=torch.float64).view(1, 3, 1))
+    torch.testing.assert_close(out.view(-1), torch.tensor(expected, dtype=torch.float64), rtol=0, atol=1e-12)
+    with torch.no_grad():
+        learnt = net.learn(np.array(xs).reshape(3, 1), np.zeros((3, 1)), np.ones(3), learning_rate=0.0)
+    np.testing.assert_allclose(learnt.ravel(), expected, rtol=0, atol=1e-12)
+
+
+def test_forget_gates_and_peepholes_add_their_weights():
+    base = Network1997(7, 7, 4, 2).weight_count()
+    # 4 forget gates, each fed by inputs, 20 hidden units and a bias; 4 more units feeding all 20 units
+    assert Network1997(7, 7, 4, 2, forget_gate=True).weight_count() == base + 4 * (7 + 20 + 1) + 16 * 4
+    # one peephole from each of 8 cells to each of its block's 3 gates
+    assert Network1997(7, 7, 4, 2, forget_gate=True, peepholes=True).weight_count() == \
+        Network1997(7, 7, 4, 2, forget_gate=True).weight_count() + 3 * 8
+    assert Network1997(1, 1, 1, 1, peepholes=True).weight_count() == Network1997(1, 1, 1, 1).weight_count() + 2
+    torch.manual_seed(0)
+    net = Network1997(7, 7, 4, 2, forget_gate=True, forget_gate_bias=(0.5, 1.0, 1.5, 2.0))
+    assert net.weight[-4:, -1].tolist() == [0.5, 1.0, 1.5, 2.0]
+    assert torch.all(net.peephole == 0)
 
 
 def test_learn_with_learning_rate_zero_reproduces_forward():
@@ -151,9 +219,25 @@ def test_bad_settings_are_refused():
         Network1997(4, 3, 0)
     with pytest.raises(ConfigError, match="init_range must be > 0"):
         Network1997(4, 3, 1, init_range=0.0)
+    with pytest.raises(ConfigError, match="forget_gate_bias is set but the network has no forget gates"):
+        Network1997(4, 3, 1, forget_gate_bias=1.0)
     setting = Setting("lstm1997", "", 2, "sgd", 0.5, 32, 0.0)
     with pytest.raises(ConfigError, match="batch 1, optimizer 'sgd' and no clipping, got batch 32"):
         build_network(setting, 2, 1)
+    with pytest.raises(ConfigError, match="unknown cell 'standard' for the 1997 network"):
+        build_network(Setting("lstm1997", "standard", 2, "sgd", 0.5, 1, 0.0), 2, 1)
+
+
+def test_the_later_papers_rows_run_the_1997_network_with_their_additions():
+    cerg = EXPERIMENTS["continual-reber"].settings
+    with_forget = build_network(cerg["paper"], 7, 7)
+    assert with_forget.forget_gate and not with_forget.peepholes
+    assert with_forget.weight[-4:, -1].tolist() == [0.5, 1.0, 1.5, 2.0]  # forget-gate biases by block
+    assert not build_network(cerg["no-forget"], 7, 7).forget_gate
+    gts = EXPERIMENTS["timing-gts"].settings
+    assert build_network(gts["paper"], 1, 1).peepholes and build_network(gts["paper"], 1, 1).forget_gate
+    assert not build_network(gts["no-peephole"], 1, 1).peepholes
+    assert not build_network(gts["no-forget"], 1, 1).forget_gate
 
 
 def _fit_1997(tmp_path, net=None, epochs=2):

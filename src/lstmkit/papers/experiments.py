@@ -12,6 +12,8 @@ Their architectures and initialisations follow the paper where lstmkit has its f
 the weight counts 264 and 276 pin the connectivity; Exp 3: gate biases; Exp 4/5: 93 weights, the
 input-gate biases -3 and -6); elsewhere (the initial range and biases of Exp 2 and 6, which units
 carry biases from Exp 3 on) they are lstmkit's reading, said so in the experiment's notes.
+The Gers et al. 2000 and 2002 rows run the same network and learning rule with those papers'
+additions: a forget gate per block, and peepholes from the cells' states to their gates.
 """
 
 from __future__ import annotations
@@ -39,7 +41,9 @@ class Setting:
             ``"lstm1997"``: the 1997 network of memory-cell blocks, learning online with the
             paper's truncated gradient after every time step
             (:class:`lstmkit.papers.lstm1997.Network1997`; ``batch`` 1 and ``"sgd"`` only).
-        cell: the LSTM variant.
+        cell: the LSTM variant; for ``"lstm1997"``: ``""`` (the 1997 cell), ``"forget"`` (with
+            Gers et al. 2000's forget gates) or ``"peephole"`` (forget gates and Gers et al.
+            2002's peepholes).
         hidden: recurrent units (the paper's cells); for ``"lstm1997"`` the memory-cell blocks.
         optimizer: ``"sgd"`` (the papers' plain gradient descent) or ``"adam"``.
         learning_rate: the step size.
@@ -47,7 +51,8 @@ class Setting:
         clip: gradient-norm clipping (0: none, as in the papers).
         input_bias: initial input-gate bias (the 1997 paper's negative biases); for
             ``"lstm1997"`` one value per block or one for all.
-        forget_bias: initial forget-gate bias (variants with a forget gate).
+        forget_bias: initial forget-gate bias (variants with a forget gate); for ``"lstm1997"`` one
+            value per block or one for all.
         output_gate_bias: ``"lstm1997"`` only: initial output-gate biases, per block or one value.
         cells: ``"lstm1997"`` only: cells per block.
         init_range: ``"lstm1997"`` only: weights start uniform in ``[-init_range, init_range]``.
@@ -69,7 +74,7 @@ class Setting:
     batch: int
     clip: float
     input_bias: float | tuple[float, ...] | None = None
-    forget_bias: float | None = None
+    forget_bias: float | tuple[float, ...] | None = None
     label: str = ""
     shortcut: bool = False
     loss: str = "squared"
@@ -296,15 +301,22 @@ def _baselines(hidden: int = 32, loss: str = "cross-entropy") -> dict[str, Setti
     }
 
 
-def _paper1997(blocks: int, cells: int, learning_rate: float, init_range: float, extra: str = "", **biases) -> Setting:
-    """A 1997 paper setting: the 1997 network, learning online with the truncated gradient."""
+_CELL_NAMES = {"": "1997 LSTM", "forget": "LSTM with forget gates", "peephole": "peephole LSTM with forget gates"}
+
+
+def _paper1997(blocks: int, cells: int, learning_rate: float, init_range: float, extra: str = "", cell: str = "",
+               **biases) -> Setting:
+    """A paper setting on the 1997 network (``cell``: with the 2000 paper's forget gates or the 2002
+    paper's peepholes too), learning online with the truncated gradient."""
     shape = f"{blocks} block{'s' if blocks > 1 else ''} x {cells} cell{'s' if cells > 1 else ''}"
-    return Setting("lstm1997", "", blocks, "sgd", learning_rate, 1, 0.0, cells=cells, init_range=init_range,
-                   label=f"paper: 1997 LSTM, {shape}{extra}, truncated RTRL, online lr {learning_rate:g}, weights "
-                         f"in +-{init_range:g}", **biases)
+    return Setting("lstm1997", cell, blocks, "sgd", learning_rate, 1, 0.0, cells=cells, init_range=init_range,
+                   label=f"paper: {_CELL_NAMES[cell]}, {shape}{extra}, truncated RTRL, online lr {learning_rate:g}, "
+                         f"weights in +-{init_range:g}", **biases)
 
 
 EXPERIMENTS: dict[str, Experiment] = {}
+# Gers et al. 2000's block-wise gate biases: input and output gates -0.5, -1, -1.5, -2, forget gates the opposite
+_GERS_GATE_BIASES = (-0.5, -1.0, -1.5, -2.0)
 
 
 def _register(experiment: Experiment) -> None:
@@ -512,26 +524,38 @@ _register(
         paper={"": "LSTM without forget gates: 0% of runs; with forget gates: 18% of runs reach 10^6 consecutive "
                    "correct predictions (62% with learning-rate decay)"},
         settings={
-            "paper": Setting("lstm", "standard", 8, "sgd", 0.5, 1, 0.0, input_bias=-1.0, forget_bias=1.0,
-                             label="paper: LSTM with forget gates, 8 cells, online SGD lr 0.5"),
-            "no-forget": Setting("lstm", "vanilla", 8, "sgd", 0.5, 1, 0.0, input_bias=-1.0,
-                                 label="paper: LSTM without forget gates (1997), 8 cells, online SGD lr 0.5"),
+            # 4 blocks of 2 cells; input- and output-gate biases -0.5, -1, -1.5, -2 and forget-gate biases
+            # +0.5 ... +2 by block, weights in +-0.2, lr 0.5
+            "paper": _paper1997(4, 2, 0.5, 0.2, cell="forget", input_bias=_GERS_GATE_BIASES,
+                                output_gate_bias=_GERS_GATE_BIASES, forget_bias=tuple(-b for b in _GERS_GATE_BIASES)),
+            "no-forget": _paper1997(4, 2, 0.5, 0.2, input_bias=_GERS_GATE_BIASES, output_gate_bias=_GERS_GATE_BIASES),
             "modern": _modern(32, forget_bias=1.0),
             **_baselines(32),
         },
         correct=_reber_correct,
         notes="a run succeeds when a test stream of 10^6 symbols, from the network's initial state, is predicted "
-        "without one error (the paper's 10^6 consecutive correct predictions). Training sequences are streams of "
-        "500 symbols, each from the initial state, learnt with full backpropagation through time; the paper "
-        "learnt online on one endless stream and reset the network after each error. The paper's 4 blocks of 2 "
-        "cells are 8 cells here with one gate each; its gate biases were staggered per block (here input -1, "
-        "forget +1 for all); no learning-rate decay",
+        "without one error (the paper's 10^6 consecutive correct predictions). Paper settings: the 1997 network of "
+        "Exp 1 with a forget gate per block (and without, for the comparison), learning online after every step "
+        "with the truncated gradient; the training sequences are streams of 500 symbols, each from the initial "
+        "state (the paper learnt on one endless stream and reset the network after each error); no learning-rate "
+        "decay. That the cells and output units are unbiased, as in Exp 1, is lstmkit's reading",
     )
 )
 
-_TIMING_NOTES = ("The 2002 paper's training details (learning rate, initialisation) are not reproduced here: "
-                 "lstmkit's choice is online SGD with lr 0.1 and default initialisation for every 1-cell setting. "
-                 "The cell's output goes through one sigmoid output unit")
+_TIMING_NOTES = ("Paper settings: 1 block of 1 cell on the 1997 network, with forget gate and peepholes, without "
+                 "peepholes, or (GTS) without forget gate, learning online with the truncated gradient. The 2002 "
+                 "paper's learning rate and initialisation are not reproduced here: lstmkit's choice is lr 0.1, "
+                 "weights in +-0.1 with no preset gate biases, biased cell and output unit, for every 1-cell setting; "
+                 "the cell's output goes through one sigmoid output unit")
+
+
+def _timing_settings(no_forget: bool) -> dict[str, Setting]:
+    """The 2002 paper's comparison: peephole LSTM, LSTM without peepholes, (GTS) without forget gate."""
+    settings = {"paper": _paper1997(1, 1, 0.1, 0.1, cell="peephole", cell_bias=True, output_unit_bias=True),
+                "no-peephole": _paper1997(1, 1, 0.1, 0.1, cell="forget", cell_bias=True, output_unit_bias=True)}
+    if no_forget:
+        settings["no-forget"] = _paper1997(1, 1, 0.1, 0.1, cell_bias=True, output_unit_bias=True)
+    return {**settings, "modern": _modern(16, forget_bias=1.0), **_baselines(16)}
 
 _register(
     Experiment(
@@ -543,16 +567,7 @@ _register(
         levels={"quick": [{"T": 10}], "full": [{"T": 10}, {"T": 50}]},
         paper={"": "1 block of 1 cell; success when every output is within 0.49 of its target; peephole LSTM "
                    "learns to generate the spikes; without a forget gate the task fails"},
-        settings={
-            "paper": Setting("lstm", "peephole", 1, "sgd", 0.1, 1, 0.0,
-                             label="paper: peephole LSTM, 1 cell, online SGD lr 0.1"),
-            "no-peephole": Setting("lstm", "standard", 1, "sgd", 0.1, 1, 0.0,
-                                   label="paper: LSTM without peepholes, 1 cell, online SGD lr 0.1"),
-            "no-forget": Setting("lstm", "vanilla", 1, "sgd", 0.1, 1, 0.0,
-                                 label="paper: LSTM without forget gate (1997), 1 cell, online SGD lr 0.1"),
-            "modern": _modern(16, forget_bias=1.0),
-            **_baselines(16),
-        },
+        settings=_timing_settings(no_forget=True),
         notes="one input spike at step 0, then an output spike every T steps for 10 spikes; every step carries "
         "an error signal. " + _TIMING_NOTES,
     )
@@ -568,14 +583,7 @@ _register(
         levels={"quick": [{"intervals": (49, 50)}], "full": [{"intervals": (49, 50)}]},
         paper={"": "peephole LSTM learns to tell spikes 49 from 50 steps apart without short training exemplars; "
                    "1 block of 1 cell, success when every output is within 0.49 of its target"},
-        settings={
-            "paper": Setting("lstm", "peephole", 1, "sgd", 0.1, 1, 0.0,
-                             label="paper: peephole LSTM, 1 cell, online SGD lr 0.1"),
-            "no-peephole": Setting("lstm", "standard", 1, "sgd", 0.1, 1, 0.0,
-                                   label="paper: LSTM without peepholes, 1 cell, online SGD lr 0.1"),
-            "modern": _modern(16, forget_bias=1.0),
-            **_baselines(16),
-        },
+        settings=_timing_settings(no_forget=False),
         notes="4 input spikes T steps apart (T 49 or 50), the first after a random offset; at each later spike "
         "the output must be 0 (49) or 1 (50). " + _TIMING_NOTES,
     )

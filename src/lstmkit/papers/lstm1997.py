@@ -19,6 +19,18 @@ Exp 1's weight count pins the connectivity down: 4 blocks of 1 cell, 7 inputs an
 the paper's 264 weights only with gate-unit recurrence, biased gates, unbiased cells and outputs
 (``tests/test_papers_1997.py`` checks this, and 276 for 3 blocks of 2 cells).
 
+The same network with the two later additions, learnt by the same truncated RTRL, is the one of the
+later papers:
+
+* ``forget_gate`` (Gers, Schmidhuber & Cummins 2000): one forget gate per block,
+  ``s_c(t) = y_phi(t) s_c(t - 1) + y_in(t) g(net_c(t))``; every RTRL trace decays by ``y_phi(t)``
+  and the forget gate's weights get a trace of their own (``s_c(t - 1) f'(net_phi)`` times the
+  source). The forget gates' activations feed the recurrence like the other gates'.
+* ``peepholes`` (Gers, Schraudolph & Schmidhuber 2002): every gate also sees the states of its
+  block's cells, the input and forget gates ``s_c(t - 1)``, the output gate ``s_c(t)`` (so the
+  output gate is computed after the state). The states enter the gates' net inputs as one more
+  source, and the truncation treats them like the other sources.
+
 :func:`Network1997.learn` is written in numpy on views of the parameters' storage: at batch 1
 every step is a handful of operations on vectors of a dozen entries, where torch's per-call
 overhead would dominate. :func:`Network1997.forward` (torch, batched) evaluates test sets; the
@@ -78,10 +90,18 @@ class Network1997(nn.Module):
             has one).
         output_bias: whether the output units have a bias.
         shortcut: direct input-to-output connections (Exp 2a).
+        forget_gate: one forget gate per block (Gers et al. 2000).
+        forget_gate_bias: initial forget-gate biases, one per block or one for all (``None``: drawn
+            like the weights).
+        peepholes: connections from each cell's state to its block's gates (Gers et al. 2002).
 
     Attributes:
         weight: ``(U, I + U + 1)`` net-input weights of the hidden units (cells, then input gates,
-            then output gates), from the inputs, the hidden units' previous activations and a bias.
+            then output gates, then forget gates), from the inputs, the hidden units' previous
+            activations and a bias.
+        peephole: ``(3, C)`` weights from each cell's state to its block's input, output and forget
+            gate (zero and never learnt without ``peepholes``; the forget row also without
+            ``forget_gate``).
         out_weight: ``(O, C + I)`` output weights from the cells (and the inputs with
             ``shortcut``; without it the input columns stay zero and are never learnt).
         out_bias: ``(O,)`` output biases (zero and never learnt without ``output_bias``).
@@ -90,19 +110,25 @@ class Network1997(nn.Module):
     def __init__(self, inputs: int, outputs: int, blocks: int, cells: int = 1, init_range: float = 0.1,
                  input_gate_bias: float | Sequence[float] | None = None,
                  output_gate_bias: float | Sequence[float] | None = None, cell_bias: bool = False,
-                 output_bias: bool = False, shortcut: bool = False) -> None:
+                 output_bias: bool = False, shortcut: bool = False, forget_gate: bool = False,
+                 forget_gate_bias: float | Sequence[float] | None = None, peepholes: bool = False) -> None:
         super().__init__()
         for name, value in (("inputs", inputs), ("outputs", outputs), ("blocks", blocks), ("cells", cells)):
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         if not init_range > 0:
             raise ConfigError(f"init_range must be > 0, got {init_range!r}")
+        if forget_gate_bias is not None and not forget_gate:
+            raise ConfigError("forget_gate_bias is set but the network has no forget gates; pass forget_gate=True "
+                              "or leave the bias out")
         self.inputs, self.outputs, self.blocks, self.cells = inputs, outputs, blocks, cells
+        self.forget_gate, self.peepholes = forget_gate, peepholes
         self.n_cells = blocks * cells
-        self.units = self.n_cells + 2 * blocks
+        self.units = self.n_cells + (3 if forget_gate else 2) * blocks
         self.weight = nn.Parameter(torch.empty(self.units, inputs + self.units + 1, dtype=torch.float64))
         self.out_weight = nn.Parameter(torch.empty(outputs, self.n_cells + inputs, dtype=torch.float64))
         self.out_bias = nn.Parameter(torch.zeros(outputs, dtype=torch.float64))
+        self.peephole = nn.Parameter(torch.zeros(3, self.n_cells, dtype=torch.float64))
         # which connections exist (1) and which not (0): zero from the start, and kept zero by learn()
         # and, through gradient hooks, by any torch optimiser
         live = torch.ones_like(self.weight)
@@ -112,6 +138,9 @@ class Network1997(nn.Module):
         self.register_buffer("_live", live, persistent=False)
         self.register_buffer("_live_out", live_out, persistent=False)
         self.register_buffer("_live_bias", torch.full_like(self.out_bias, float(output_bias)), persistent=False)
+        live_peep = torch.full_like(self.peephole, float(peepholes))
+        live_peep[2] *= float(forget_gate)
+        self.register_buffer("_live_peep", live_peep, persistent=False)
         with torch.no_grad():
             self.weight.uniform_(-init_range, init_range)
             self.out_weight.uniform_(-init_range, init_range)
@@ -119,8 +148,11 @@ class Network1997(nn.Module):
                 self.out_bias.uniform_(-init_range, init_range)
             self.weight[live == 0] = 0.0
             self.out_weight[live_out == 0] = 0.0
+            if peepholes:
+                self.peephole.uniform_(-init_range, init_range).mul_(live_peep)
             for offset, value, name in ((self.n_cells, input_gate_bias, "input_gate_bias"),
-                                        (self.n_cells + blocks, output_gate_bias, "output_gate_bias")):
+                                        (self.n_cells + blocks, output_gate_bias, "output_gate_bias"),
+                                        (self.n_cells + 2 * blocks, forget_gate_bias, "forget_gate_bias")):
                 biases = _per_block(value, blocks, name)
                 if biases is not None:
                     self.weight[offset:offset + blocks, -1] = torch.tensor(biases, dtype=torch.float64)
@@ -128,10 +160,15 @@ class Network1997(nn.Module):
         self.weight.register_hook(lambda grad: grad * self._live)
         self.out_weight.register_hook(lambda grad: grad * self._live_out)
         self.out_bias.register_hook(lambda grad: grad * self._live_bias)
+        self.peephole.register_hook(lambda grad: grad * self._live_peep)
 
     def weight_count(self) -> int:
         """The weights the paper counts: every connection and bias that exists (and is learnt)."""
-        return int(self._live.sum() + self._live_out.sum() + self._live_bias.sum())
+        return int(self._live.sum() + self._live_out.sum() + self._live_bias.sum() + self._live_peep.sum())
+
+    def _block_sum(self, values: Tensor) -> Tensor:
+        """``(B, C)`` per cell -> ``(B, blocks)``: the sum over each block's cells."""
+        return values.view(values.shape[0], self.blocks, self.cells).sum(-1)
 
     # -- torch: evaluation -------------------------------------------------------------------
 
@@ -147,9 +184,10 @@ class Network1997(nn.Module):
     def logits(self, x: Tensor, state: Any = None, truncated: bool = False) -> tuple[Tensor, Any]:
         """The output units' net inputs ``(B, T, O)`` (in ``x``'s dtype) and the final state.
 
-        With ``truncated`` the previous step's activations enter the net inputs detached, so that
-        autograd gives the paper's truncated gradient (what :meth:`learn` accumulates, when its
-        weights are held fixed over the sequence)."""
+        With ``truncated`` the previous step's activations (and, with peepholes, the states seen by
+        the gates) enter the net inputs detached, so that autograd gives the paper's truncated
+        gradient (what :meth:`learn` accumulates, when its weights are held fixed over the
+        sequence); the cell state itself stays attached: the constant error carousel."""
         dtype = x.dtype
         x = x.to(torch.float64)
         batch, steps, _ = x.shape
@@ -161,13 +199,31 @@ class Network1997(nn.Module):
         w_in, w_rec, bias = self.weight[:, : self.inputs], self.weight[:, self.inputs:-1], self.weight[:, -1]
         from_inputs = x @ w_in.t() + bias  # (B, T, U): the inputs' part of every step at once
         cells = []
+        block = self._block_of_cell
         for t in range(steps):
             net = from_inputs[:, t] + (y.detach() if truncated else y) @ w_rec.t()
             g = 4 * torch.sigmoid(net[:, :nc]) - 2
-            gates = torch.sigmoid(net[:, nc:])
-            y_in = gates[:, :nb][:, self._block_of_cell]
-            y_out = gates[:, nb:][:, self._block_of_cell]
-            s = s + y_in * g
+            if not (self.forget_gate or self.peepholes):  # the 1997 cell
+                gates = torch.sigmoid(net[:, nc:])
+                y_in, y_out = gates[:, :nb][:, block], gates[:, nb:][:, block]
+                s = s + y_in * g
+            else:
+                seen = s.detach() if truncated else s  # the state as the gates see it
+                net_in, net_out, net_forget = net[:, nc:nc + nb], net[:, nc + nb:nc + 2 * nb], net[:, nc + 2 * nb:]
+                if self.peepholes:
+                    net_in = net_in + self._block_sum(self.peephole[0] * seen)
+                y_in = torch.sigmoid(net_in)
+                if self.forget_gate:
+                    if self.peepholes:
+                        net_forget = net_forget + self._block_sum(self.peephole[2] * seen)
+                    s = torch.sigmoid(net_forget)[:, block] * s + y_in[:, block] * g
+                else:
+                    s = s + y_in[:, block] * g
+                seen = s.detach() if truncated else s
+                if self.peepholes:
+                    net_out = net_out + self._block_sum(self.peephole[1] * seen)
+                gates = torch.cat([y_in, torch.sigmoid(net_out), torch.sigmoid(net_forget)], -1)
+                y_out = gates[:, nb:2 * nb][:, block]
             y_c = y_out * (2 * torch.sigmoid(s) - 1)
             y = torch.cat([y_c, gates], -1)
             cells.append(y_c)
@@ -192,46 +248,95 @@ class Network1997(nn.Module):
             the outputs ``(T, O)`` as the network produced them while learning.
         """
         nc, nb, cells = self.n_cells, self.blocks, self.cells
+        forget, peepholes = self.forget_gate, self.peepholes
+        extended = forget or peepholes  # the later papers' cell; the 1997 cell keeps its own arithmetic
         with torch.no_grad():
             weight = self.weight.detach().numpy()  # views: updates change the parameters in place
             out_weight = self.out_weight.detach().numpy()
             out_bias = self.out_bias.detach().numpy()
+            peephole = self.peephole.detach().numpy()
         x, targets, mask = (np.asarray(a, dtype=np.float64) for a in (x, targets, mask))
         block = self._block_of_cell.cpu().numpy()
-        live, live_out, live_bias = (m.cpu().numpy() for m in (self._live, self._live_out, self._live_bias))
+        live, live_out, live_bias, live_peep = (m.cpu().numpy() for m in (self._live, self._live_out, self._live_bias,
+                                                                          self._live_peep))
         starts = np.arange(0, nc, cells)
         y = np.zeros(self.units)
         s = np.zeros(nc)
         trace_cell = np.zeros((nc, weight.shape[1]))  # d s_c / d (weights into cell c)
         trace_gate = np.zeros((nc, weight.shape[1]))  # d s_c / d (weights into c's input gate)
+        trace_forget = np.zeros((nc, weight.shape[1]))  # d s_c / d (weights into c's forget gate)
+        # d s_c / d (peephole weight from cell j of c's block to its input gate [0] / forget gate [1])
+        trace_peep = np.zeros((2, nb, cells, cells))
         outputs = np.empty((len(x), self.outputs))
         for t in range(len(x)):
             source = np.concatenate([x[t], y, (1.0,)])
             net = weight @ source
             squashed = _sigmoid(net[:nc])
             g, g_prime = 4 * squashed - 2, 4 * squashed * (1 - squashed)
-            gates = _sigmoid(net[nc:])
-            y_in, y_out = gates[:nb][block], gates[nb:][block]
-            s = s + y_in * g
+            if not extended:
+                gates = _sigmoid(net[nc:])
+                y_in, y_out = gates[:nb][block], gates[nb:][block]
+                s = s + y_in * g
+                gate_out = gates[nb:]
+            else:
+                s_prev = s
+                net_in, net_out = net[nc:nc + nb], net[nc + nb:nc + 2 * nb]
+                if peepholes:
+                    net_in = net_in + np.add.reduceat(peephole[0] * s_prev, starts)
+                gate_in = _sigmoid(net_in)
+                y_in = gate_in[block]
+                if forget:
+                    net_forget = net[nc + 2 * nb:]
+                    if peepholes:
+                        net_forget = net_forget + np.add.reduceat(peephole[2] * s_prev, starts)
+                    gate_forget = _sigmoid(net_forget)
+                    y_forget = gate_forget[block]
+                    s = y_forget * s_prev + y_in * g
+                else:
+                    s = s_prev + y_in * g
+                if peepholes:
+                    net_out = net_out + np.add.reduceat(peephole[1] * s, starts)
+                gate_out = _sigmoid(net_out)
+                y_out = gate_out[block]
+                gates = np.concatenate([gate_in, gate_out, gate_forget] if forget else [gate_in, gate_out])
             h_squashed = _sigmoid(s)
             h, h_prime = 2 * h_squashed - 1, 2 * h_squashed * (1 - h_squashed)
             y_c = y_out * h
             features = np.concatenate([y_c, x[t]])
             out = _sigmoid(out_weight @ features + out_bias)
             outputs[t] = out
+            if forget:  # the traces decay with the state
+                trace_cell *= y_forget[:, None]
+                trace_gate *= y_forget[:, None]
+                trace_forget *= y_forget[:, None]
+                trace_peep *= y_forget.reshape(nb, cells)[None, :, :, None]
             trace_cell += np.outer(g_prime * y_in, source)
             trace_gate += np.outer(g * y_in * (1 - y_in), source)
+            if forget:
+                trace_forget += np.outer(s_prev * y_forget * (1 - y_forget), source)
+            if peepholes:
+                seen = s_prev.reshape(nb, 1, cells)
+                trace_peep[0] += (g * y_in * (1 - y_in)).reshape(nb, cells, 1) * seen
+                if forget:
+                    trace_peep[1] += (s_prev * y_forget * (1 - y_forget)).reshape(nb, cells, 1) * seen
             if mask[t]:
                 delta = (targets[t] - out) * out * (1 - out)  # minus the error's derivative at the net input
                 back = out_weight[:, :nc].T @ delta  # (C,) error reaching each cell's output
                 state_error = y_out * h_prime * back
-                out_gate_error = gates[nb:] * (1 - gates[nb:]) * np.add.reduceat(h * back, starts)
+                out_gate_error = gate_out * (1 - gate_out) * np.add.reduceat(h * back, starts)
                 step = np.empty_like(weight)
                 step[:nc] = state_error[:, None] * trace_cell
                 step[nc:nc + nb] = np.add.reduceat(state_error[:, None] * trace_gate, starts, axis=0)
-                step[nc + nb:] = np.outer(out_gate_error, source)
+                step[nc + nb:nc + 2 * nb] = np.outer(out_gate_error, source)
+                if forget:
+                    step[nc + 2 * nb:] = np.add.reduceat(state_error[:, None] * trace_forget, starts, axis=0)
                 weight += learning_rate * (step * live)
                 out_weight += learning_rate * (np.outer(delta, features) * live_out)
                 out_bias += learning_rate * (delta * live_bias)
+                if peepholes:
+                    per_block = state_error.reshape(nb, cells, 1)
+                    peep_step = np.stack([(per_block * trace_peep[0]).sum(1).reshape(nc), out_gate_error[block] * s,
+                                          (per_block * trace_peep[1]).sum(1).reshape(nc)])
+                    peephole += learning_rate * (peep_step * live_peep)
             y = np.concatenate([y_c, gates])
         return outputs

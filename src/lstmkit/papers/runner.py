@@ -36,6 +36,8 @@ from lstmkit.train import BatchStream, TaskModule, TrainConfig, fit
 __all__ = ["PaperNet", "RunResult", "build_network", "run"]
 
 RECENT = 2000  # the papers' window of recent training sequences
+# the cells of the "lstm1997" model: 1997's, with Gers et al. 2000's forget gates, and with their 2002 peepholes too
+CELLS_1997 = ("", "forget", "peephole")
 
 
 class PaperNet(nn.Module):
@@ -74,15 +76,22 @@ class PaperNet(nn.Module):
 
 
 def build_network(setting: Setting, inputs: int, outputs: int) -> nn.Module:
-    """The setting's network: a :class:`PaperNet`, or the 1997 network for ``"lstm1997"``."""
+    """The setting's network: a :class:`PaperNet`, or the 1997 network (with the later papers' forget
+    gates and peepholes, by ``setting.cell``) for ``"lstm1997"``."""
     if setting.model != "lstm1997":
         return PaperNet(setting, inputs, outputs)
     if setting.batch != 1 or setting.optimizer != "sgd" or setting.clip:
         raise ConfigError(f"the 1997 network learns online with plain gradient descent: batch 1, optimizer 'sgd' "
                           f"and no clipping, got batch {setting.batch}, {setting.optimizer!r}, clip {setting.clip}")
+    if setting.cell not in CELLS_1997:
+        raise ConfigError(f"unknown cell {setting.cell!r} for the 1997 network; expected one of "
+                          f"{', '.join(repr(c) for c in CELLS_1997)} (the 1997 cell, with forget gates, and with "
+                          "forget gates and peepholes)")
     return Network1997(inputs, outputs, setting.hidden, setting.cells, setting.init_range,
                        input_gate_bias=setting.input_bias, output_gate_bias=setting.output_gate_bias,
-                       cell_bias=setting.cell_bias, output_bias=setting.output_unit_bias, shortcut=setting.shortcut)
+                       cell_bias=setting.cell_bias, output_bias=setting.output_unit_bias, shortcut=setting.shortcut,
+                       forget_gate=setting.cell in ("forget", "peephole"), forget_gate_bias=setting.forget_bias,
+                       peepholes=setting.cell == "peephole")
 
 
 class SequenceStream(torch.utils.data.Dataset):
