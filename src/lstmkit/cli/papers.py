@@ -31,10 +31,10 @@ def paper(
     runs: Annotated[Path, typer.Option(help="Where run directories go.")] = Path("runs"),
 ) -> None:
     """Reproduce Hochreiter & Schmidhuber (1997) experiments 1-6, the continual embedded Reber grammar of
-    Gers et al. (2000) and the timing tasks of Gers et al. (2002): each in the paper's settings (for
-    1997 the paper's network of memory-cell blocks, learning online with its truncated gradient after
-    every step; for 2000 and 2002 the paper's cell with online SGD; the paper's learning rate and
-    criterion; with and without forget gate or peepholes where the paper compares them) and in modern
+    Gers et al. (2000) and the timing tasks of Gers et al. (2002): each in the paper's settings (the
+    1997 network of memory-cell blocks, learning online with its truncated gradient after every step,
+    with the forget gates of 2000 and the peepholes of 2002; the paper's learning rate and criterion;
+    with and without forget gate or peepholes where the paper compares them) and in modern
     settings (Adam, mini-batches, standard cell), with an Elman RNN and a GRU under the same budget.
 
     Examples:
