@@ -538,15 +538,18 @@ _register(
         "Exp 1 with a forget gate per block (and without, for the comparison), learning online after every step "
         "with the truncated gradient; the training sequences are streams of 500 symbols, each from the initial "
         "state (the paper learnt on one endless stream and reset the network after each error); no learning-rate "
-        "decay. That the cells and output units are unbiased, as in Exp 1, is lstmkit's reading",
+        "decay. The connectivity is the 1997 Exp 1 network's (gate activations in the recurrence, forget gates' "
+        "too; unbiased cells and output units): whether the 2000 paper fed the gates back and biased the cells "
+        "and outputs is not checked against the paper here",
     )
 )
 
-_TIMING_NOTES = ("Paper settings: 1 block of 1 cell on the 1997 network, with forget gate and peepholes, without "
-                 "peepholes, or (GTS) without forget gate, learning online with the truncated gradient. The 2002 "
-                 "paper's learning rate and initialisation are not reproduced here: lstmkit's choice is lr 0.1, "
-                 "weights in +-0.1 with no preset gate biases, biased cell and output unit, for every 1-cell setting; "
-                 "the cell's output goes through one sigmoid output unit")
+_TIMING_NOTES = ("Paper settings: 1 block of 1 cell on the 1997 network with a forget gate and peepholes, with a "
+                 "forget gate only (no-peephole), or (GTS, no-forget) the 1997 cell with neither, learning online with "
+                 "the truncated gradient. The 2002 paper's learning rate and initialisation are not reproduced here: "
+                 "lstmkit's choice is lr 0.1, weights in +-0.1 with no preset gate biases, biased cell and output "
+                 "unit, for every 1-cell setting; the cell keeps the 1997 squashing functions g and h (not checked "
+                 "against the 2002 paper); the cell's output goes through one sigmoid output unit")
 
 
 def _timing_settings(no_forget: bool) -> dict[str, Setting]:
