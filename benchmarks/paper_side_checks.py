@@ -29,6 +29,9 @@ thing at a time to find why a row fails.
     python benchmarks/paper_side_checks.py reber1997 --blocks 4 --cells 1 --lr 0.1 --seed 0   # and 1, 2
     python benchmarks/paper_side_checks.py reber1997 --blocks 4 --cells 1 --lr 0.5 --seed 0   # and 1, 2
     python benchmarks/paper_side_checks.py lag1997 --budget 150                               # Exp 2a
+    # the continual embedded Reber grammar's paper network (forget gates), biased or not:
+    python benchmarks/paper_side_checks.py cerg2000
+    python benchmarks/paper_side_checks.py cerg2000 --unbiased
 """
 
 from __future__ import annotations
@@ -232,6 +235,35 @@ def lag1997(args: argparse.Namespace) -> None:
                 break
 
 
+def cerg2000(args: argparse.Namespace) -> None:
+    """The continual embedded Reber grammar's paper network (forget gates), biased as in the paper
+    setting or (``--unbiased``) with Exp 1's unbiased cells and outputs: the fraction of symbols of
+    8 test streams (500 symbols each, from the initial state) predicted, and the largest cell state."""
+    import dataclasses
+
+    from lstmkit.papers.experiments import _reber_steps_correct
+    from lstmkit.papers.runner import build_network
+
+    experiment, level = EXPERIMENTS["continual-reber"], {"train_steps": 500, "test_steps": 10}
+    setting = experiment.settings["paper"]
+    if args.unbiased:
+        setting = dataclasses.replace(setting, cell_bias=False, output_unit_bias=False)
+    torch.manual_seed(args.seed)
+    net = build_network(setting, 7, 7)
+    test = experiment.make(np.random.default_rng(99), 8, level)
+    rng = np.random.default_rng(args.seed)
+    start = time.time()
+    for seen in range(1, args.streams + 1):
+        batch = experiment.make(rng, 1, level)
+        net.learn(batch.inputs[0].numpy(), batch.targets[0].numpy(), batch.mask[0].numpy(), args.lr)
+        if seen % 100 == 0:
+            with torch.no_grad():
+                outputs, (_, state) = net.run(test.inputs)
+            correct = float(_reber_steps_correct(outputs, test).float().mean())
+            print(f"{time.time() - start:4.0f}s streams {seen:5d} symbols predicted {correct:.3f} "
+                  f"largest |cell state| {float(state.abs().max()):.0f}", flush=True)
+
+
 def _online(parser: argparse.ArgumentParser, command, lr: float, budget: float) -> argparse.ArgumentParser:
     """The options of a single-seed online run: learning rate, seed, wall-clock budget."""
     parser.add_argument("--lr", type=float, default=lr)
@@ -271,6 +303,12 @@ def main(argv: list[str] | None = None) -> None:
     four.add_argument("--blocks", type=int, default=4)
     four.add_argument("--cells", type=int, default=1)
     _online(commands.add_parser("lag1997", help="Exp 2a with the 1997 network"), lag1997, 1.0, 150.0)
+    five = commands.add_parser("cerg2000", help="the continual Reber grammar's paper network")
+    five.add_argument("--lr", type=float, default=0.5)
+    five.add_argument("--seed", type=int, default=0)
+    five.add_argument("--streams", type=int, default=800)
+    five.set_defaults(run=cerg2000)
+    five.add_argument("--unbiased", action="store_true", help="Exp 1's unbiased cells and output units")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     args.run(args)

@@ -527,8 +527,10 @@ _register(
             # 4 blocks of 2 cells; input- and output-gate biases -0.5, -1, -1.5, -2 and forget-gate biases
             # +0.5 ... +2 by block, weights in +-0.2, lr 0.5
             "paper": _paper1997(4, 2, 0.5, 0.2, cell="forget", input_bias=_GERS_GATE_BIASES,
-                                output_gate_bias=_GERS_GATE_BIASES, forget_bias=tuple(-b for b in _GERS_GATE_BIASES)),
-            "no-forget": _paper1997(4, 2, 0.5, 0.2, input_bias=_GERS_GATE_BIASES, output_gate_bias=_GERS_GATE_BIASES),
+                                output_gate_bias=_GERS_GATE_BIASES, forget_bias=tuple(-b for b in _GERS_GATE_BIASES),
+                                cell_bias=True, output_unit_bias=True),
+            "no-forget": _paper1997(4, 2, 0.5, 0.2, input_bias=_GERS_GATE_BIASES, output_gate_bias=_GERS_GATE_BIASES,
+                                    cell_bias=True, output_unit_bias=True),
             "modern": _modern(32, forget_bias=1.0),
             **_baselines(32),
         },
@@ -538,9 +540,10 @@ _register(
         "Exp 1 with a forget gate per block (and without, for the comparison), learning online after every step "
         "with the truncated gradient; the training sequences are streams of 500 symbols, each from the initial "
         "state (the paper learnt on one endless stream and reset the network after each error); no learning-rate "
-        "decay. The connectivity is the 1997 Exp 1 network's (gate activations in the recurrence, forget gates' "
-        "too; unbiased cells and output units): whether the 2000 paper fed the gates back and biased the cells "
-        "and outputs is not checked against the paper here",
+        "decay. Every cell, gate and output unit is biased and the gates' activations feed the recurrence like "
+        "the cells' (as in the 1997 network): lstmkit's reading of the 2000 paper, not checked against it here. "
+        "(With Exp 1's unbiased cells and outputs the network used cells as bias units whose states grew to "
+        "several hundred, and predicted fewer symbols: docs/papers.md, `paper_side_checks.py cerg2000`)",
     )
 )
 
