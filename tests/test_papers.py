@@ -48,6 +48,30 @@ def test_reber_strings_follow_the_grammar_and_the_allowed_sets():
             assert embedded[t + 1] in allowed[t]
 
 
+def test_exp1_trains_on_a_fixed_set_and_is_judged_on_it_and_on_other_strings():
+    """The 1997 paper's protocol: 256 training strings picked at random, 256 test strings none of
+    which is in the training set, success only when both sets are predicted."""
+    from lstmkit.papers.experiments import test_set, training_set
+    from lstmkit.papers.runner import SequenceStream
+
+    experiment = EXPERIMENTS["reber"]
+    train, test = training_set(experiment, {}, 3), test_set(experiment, {}, 3)
+    assert len(train.lengths) == 256 and len(test.lengths) == 512
+    keys = [tasks.sequence_key(train, r) for r in range(256)]
+    assert [tasks.sequence_key(test, r) for r in range(256)] == keys  # the training set comes first
+    assert not {tasks.sequence_key(test, r) for r in range(256, 512)} & set(keys)  # then unseen strings
+    assert len(set(keys)) < 256  # drawn at random: short strings repeat
+    picked = SequenceStream(experiment, {}, 3, 64).__getitems__(list(range(40)))
+    assert len(picked.lengths) == 40 and {tasks.sequence_key(picked, r) for r in range(40)} <= set(keys)
+    assert [tasks.sequence_key(training_set(experiment, {}, 4), r) for r in range(256)] != keys  # per seed
+    with pytest.raises(ValueError, match="trains on a fresh stream"):
+        training_set(EXPERIMENTS["adding"], {"T": 100}, 0)
+    # one wrong training string fails the run, however good the test strings are
+    outputs = test.targets.clone()
+    outputs[0, 0] = torch.flip(outputs[0, 0], [0])
+    assert not experiment.evaluate(outputs, test).success and experiment.evaluate(test.targets, test).success
+
+
 def test_reber_batch_targets_and_continual_stream():
     batch = tasks.embedded_reber(RNG, 4)
     assert batch.inputs.shape[-1] == 7 and torch.all(batch.inputs.sum(-1)[batch.mask.bool()] == 1)

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from lstmkit.papers import tasks
 from lstmkit.papers.tasks import Batch
 
-__all__ = ["Setting", "Experiment", "EXPERIMENTS", "Evaluation", "test_set"]
+__all__ = ["Setting", "Experiment", "EXPERIMENTS", "Evaluation", "test_set", "training_set"]
 
 
 @dataclass(frozen=True)
@@ -127,6 +127,11 @@ class Experiment:
         evaluate_network: where the test set is one long stream, ``evaluate_network(network, test)``
             runs the network over it piece by piece (carrying its state) and may stop at the first
             error; it gives the same result as ``evaluate`` on the whole stream's outputs.
+        train_set_size: where the paper trains on a fixed set of sequences (Exp 1: 256), its size:
+            training sequences are drawn at random from that set (:func:`training_set`), the test
+            sequences are others, and the criterion covers both (:func:`test_set` returns the
+            training set followed by the test sequences). ``None``: a fresh stream, as in the
+            other experiments.
     """
 
     key: str
@@ -142,22 +147,56 @@ class Experiment:
     notes: str = ""
     evaluate_network: Callable[[nn.Module, Batch], Evaluation] | None = None
     test_make: Callable[[np.random.Generator, dict], Batch] | None = None
+    train_set_size: int | None = None
 
 
 _TEST_SETS: dict[tuple, Batch] = {}
+_TRAINING_SETS: dict[tuple, Batch] = {}
+
+
+def _remember(cache: dict[tuple, Batch], key: tuple, make: Callable[[], Batch]) -> Batch:
+    if key not in cache:
+        if len(cache) >= 4:
+            cache.pop(next(iter(cache)))
+        cache[key] = make()
+    return cache[key]
+
+
+def training_set(experiment: Experiment, level: dict, seed: int) -> Batch:
+    """The fixed training set of an experiment with ``train_set_size`` (the same for every setting
+    of a seed)."""
+    if experiment.train_set_size is None:
+        raise ValueError(f"{experiment.key} trains on a fresh stream, not on a fixed set")
+    rng = np.random.default_rng([seed, 7_777_777])
+    return _remember(_TRAINING_SETS, (experiment.key, repr(sorted(level.items())), seed),
+                     lambda: experiment.make(rng, experiment.train_set_size, level))
+
+
+def _unseen_test_set(experiment: Experiment, level: dict, seed: int, rng: np.random.Generator) -> Batch:
+    """The training set followed by ``test_size`` sequences that are not in it."""
+    train = training_set(experiment, level, seed)
+    seen = {tasks.sequence_key(train, r) for r in range(len(train.lengths))}
+    found: list[Batch] = []
+    while len(found) < experiment.test_size:
+        candidate = experiment.make(rng, 1, level)
+        key = tasks.sequence_key(candidate, 0)
+        if key not in seen:  # (test sequences may repeat among themselves, as in the paper)
+            found.append(candidate)
+    return tasks.stack([train, *found])
 
 
 def test_set(experiment: Experiment, level: dict, seed: int) -> Batch:
     """The fixed test sequences of an experiment (independent of the training stream; the same for
-    every setting of a seed, so they are made once)."""
-    key = (experiment.key, repr(sorted(level.items())), seed)
-    if key not in _TEST_SETS:
-        rng = np.random.default_rng([seed, 9_999_991])
-        if len(_TEST_SETS) >= 4:
-            _TEST_SETS.pop(next(iter(_TEST_SETS)))
-        _TEST_SETS[key] = (experiment.test_make(rng, level) if experiment.test_make is not None
-                           else experiment.make(rng, experiment.test_size, level))
-    return _TEST_SETS[key]
+    every setting of a seed, so they are made once). With ``train_set_size``: the training set
+    followed by as many other sequences, none of them in the training set (the paper's protocol)."""
+    rng = np.random.default_rng([seed, 9_999_991])
+    if experiment.train_set_size is not None:
+        make = lambda: _unseen_test_set(experiment, level, seed, rng)  # noqa: E731
+    elif experiment.test_make is not None:
+        make = lambda: experiment.test_make(rng, level)  # noqa: E731
+    else:
+        make = lambda: experiment.make(rng, experiment.test_size, level)  # noqa: E731
+    return _remember(_TEST_SETS, (experiment.key, repr(sorted(level.items())), seed), make)
 
 
 # -- criteria ---------------------------------------------------------------------------------
@@ -342,8 +381,10 @@ _register(
             **_baselines(),
         },
         correct=_reber_correct,
-        notes="the paper's success needs all of 256 training and 256 test strings right; here 256 test strings, with "
-        "the training stream drawn from the grammar (not a fixed set of 256)",
+        train_set_size=256,
+        notes="the paper's protocol: training strings are picked at random from a fixed set of 256, and a run "
+        "succeeds when every string of that set and of 256 other strings (none of them in the training set) is "
+        "predicted right",
     )
 )
 

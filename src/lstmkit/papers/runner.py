@@ -28,9 +28,9 @@ from torch import Tensor, nn
 
 import lstmkit.nn as lnn
 from lstmkit.errors import ConfigError, TrainingError
-from lstmkit.papers.experiments import Evaluation, Experiment, Setting, test_set
+from lstmkit.papers.experiments import Evaluation, Experiment, Setting, test_set, training_set
 from lstmkit.papers.lstm1997 import Network1997
-from lstmkit.papers.tasks import Batch
+from lstmkit.papers.tasks import Batch, select
 from lstmkit.train import BatchStream, TaskModule, TrainConfig, fit
 
 __all__ = ["PaperNet", "RunResult", "build_network", "run"]
@@ -98,17 +98,21 @@ def build_network(setting: Setting, inputs: int, outputs: int) -> nn.Module:
 
 
 class SequenceStream(torch.utils.data.Dataset):
-    """Fresh random sequences of an experiment; a batch's sequences are drawn from a generator
-    seeded by the run's seed and the batch's first index."""
+    """Fresh random sequences of an experiment, or random picks from its fixed training set (an
+    experiment with ``train_set_size``); a batch's sequences are drawn from a generator seeded by
+    the run's seed and the batch's first index."""
 
     def __init__(self, experiment: Experiment, level: dict, seed: int, per_epoch: int) -> None:
         self.experiment, self.level, self.seed, self.per_epoch = experiment, level, seed, per_epoch
+        self.pool = training_set(experiment, level, seed) if experiment.train_set_size is not None else None
 
     def __len__(self) -> int:
         return self.per_epoch
 
     def __getitems__(self, indices: list[int]) -> Batch:
         rng = np.random.default_rng([self.seed, int(indices[0])])
+        if self.pool is not None:
+            return select(self.pool, rng.integers(len(self.pool.lengths), size=len(indices)))
         return self.experiment.make(rng, len(indices), self.level)
 
 

@@ -14,6 +14,7 @@ fixes the data.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,6 +47,30 @@ def _pad(inputs: list[np.ndarray], targets: list[np.ndarray], masks: list[np.nda
     for b, (xi, yi, mi) in enumerate(zip(inputs, targets, masks)):
         x[b, : len(xi)], y[b, : len(yi)], m[b, : len(mi)] = xi, yi, mi
     return Batch(torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(m), torch.tensor(lengths))
+
+
+def _sequence(batch: Batch, row: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One sequence of a padded batch, without its padding: inputs, targets, mask."""
+    n = int(batch.lengths[row])
+    return batch.inputs[row, :n].numpy(), batch.targets[row, :n].numpy(), batch.mask[row, :n].numpy()
+
+
+def select(batch: Batch, rows: Iterable[int]) -> Batch:
+    """The sequences ``rows`` of a padded batch, padded again to the longest of them."""
+    inputs, targets, masks = zip(*(_sequence(batch, int(r)) for r in rows))
+    return _pad(list(inputs), list(targets), list(masks))
+
+
+def stack(batches: Iterable[Batch]) -> Batch:
+    """Padded batches as one, in order."""
+    inputs, targets, masks = zip(*(_sequence(b, r) for b in batches for r in range(len(b.lengths))))
+    return _pad(list(inputs), list(targets), list(masks))
+
+
+def sequence_key(batch: Batch, row: int) -> bytes:
+    """What identifies a sequence of a batch: its inputs without padding (two strings of the
+    grammar are the same string exactly when their inputs are equal)."""
+    return _sequence(batch, row)[0].tobytes()
 
 
 def _at_the_end(length: int, outputs: int, unit: int, value: float) -> tuple[np.ndarray, np.ndarray]:
