@@ -61,11 +61,18 @@ def test_exp1_trains_on_a_fixed_set_and_is_judged_on_it_and_on_other_strings():
     assert [tasks.sequence_key(test, r) for r in range(256)] == keys  # the training set comes first
     assert not {tasks.sequence_key(test, r) for r in range(256, 512)} & set(keys)  # then unseen strings
     assert len(set(keys)) < 256  # drawn at random: short strings repeat
-    picked = SequenceStream(experiment, {}, 3, 64).__getitems__(list(range(40)))
-    assert len(picked.lengths) == 40 and {tasks.sequence_key(picked, r) for r in range(40)} <= set(keys)
+    picked = SequenceStream(experiment, {}, 3, 64).__getitems__(list(range(4000)))
+    # drawn at random from the whole set: every distinct training string turns up in 4000 picks
+    assert len(picked.lengths) == 4000 and {tasks.sequence_key(picked, r) for r in range(4000)} == set(keys)
     assert [tasks.sequence_key(training_set(experiment, {}, 4), r) for r in range(256)] != keys  # per seed
     with pytest.raises(ValueError, match="trains on a fresh stream"):
         training_set(EXPERIMENTS["adding"], {"T": 100}, 0)
+    # a task with too few distinct sequences for a separate test set says so instead of searching forever
+    import dataclasses
+
+    alike = dataclasses.replace(EXPERIMENTS["timing-gts"], train_set_size=4, test_size=2)  # every sequence the same
+    with pytest.raises(ConfigError, match="found only 0 of 2 test sequences outside the training set of 4"):
+        test_set(alike, {"T": 10}, 0)
     # one wrong training string fails the run, however good the test strings are
     outputs = test.targets.clone()
     outputs[0, 0] = torch.flip(outputs[0, 0], [0])
@@ -256,6 +263,7 @@ def test_smoke_run_and_report():
     result = run(EXPERIMENTS["reber"], {}, "modern", seed=0, max_sequences=300, max_seconds=20, eval_every=100)
     assert result.sequences > 0 and result.curve and not result.success
     assert result.curve[-1][0] == result.sequences
+    assert "of 512 strings" in result.evaluation  # judged on the training set and 256 unseen strings
     text = markdown([result], "smoke")
     assert "1997 Exp 1" in text and "not reached" in text and "39,740" in text
     with pytest.raises(ConfigError, match="unknown experiment"):

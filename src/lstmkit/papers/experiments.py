@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from lstmkit.errors import ConfigError
 from lstmkit.papers import tasks
 from lstmkit.papers.tasks import Batch
 
@@ -168,7 +169,7 @@ def training_set(experiment: Experiment, level: dict, seed: int) -> Batch:
     if experiment.train_set_size is None:
         raise ValueError(f"{experiment.key} trains on a fresh stream, not on a fixed set")
     rng = np.random.default_rng([seed, 7_777_777])
-    return _remember(_TRAINING_SETS, (experiment.key, repr(sorted(level.items())), seed),
+    return _remember(_TRAINING_SETS, (experiment.key, repr(sorted(level.items())), seed, experiment.train_set_size),
                      lambda: experiment.make(rng, experiment.train_set_size, level))
 
 
@@ -177,18 +178,25 @@ def _unseen_test_set(experiment: Experiment, level: dict, seed: int, rng: np.ran
     train = training_set(experiment, level, seed)
     seen = {tasks.sequence_key(train, r) for r in range(len(train.lengths))}
     found: list[Batch] = []
-    while len(found) < experiment.test_size:
+    for _ in range(100 * experiment.test_size):
+        if len(found) == experiment.test_size:
+            break
         candidate = experiment.make(rng, 1, level)
         key = tasks.sequence_key(candidate, 0)
         if key not in seen:  # (test sequences may repeat among themselves, as in the paper)
             found.append(candidate)
+    else:
+        raise ConfigError(f"{experiment.key}: found only {len(found)} of {experiment.test_size} test sequences outside "
+                          f"the training set of {experiment.train_set_size} in {100 * experiment.test_size} draws; the "
+                          "task has too few distinct sequences for a separate test set - lower train_set_size")
     return tasks.stack([train, *found])
 
 
 def test_set(experiment: Experiment, level: dict, seed: int) -> Batch:
-    """The fixed test sequences of an experiment (independent of the training stream; the same for
-    every setting of a seed, so they are made once). With ``train_set_size``: the training set
-    followed by as many other sequences, none of them in the training set (the paper's protocol)."""
+    """The fixed test sequences of an experiment (the same for every setting of a seed, so they are
+    made once): ``test_size`` sequences drawn independently of the training stream or, with
+    ``train_set_size``, the training set followed by ``test_size`` sequences none of which is in it
+    (the paper's protocol: the criterion covers both)."""
     rng = np.random.default_rng([seed, 9_999_991])
     if experiment.train_set_size is not None:
         make = lambda: _unseen_test_set(experiment, level, seed, rng)  # noqa: E731
@@ -196,7 +204,8 @@ def test_set(experiment: Experiment, level: dict, seed: int) -> Batch:
         make = lambda: experiment.test_make(rng, level)  # noqa: E731
     else:
         make = lambda: experiment.make(rng, experiment.test_size, level)  # noqa: E731
-    return _remember(_TEST_SETS, (experiment.key, repr(sorted(level.items())), seed), make)
+    key = (experiment.key, repr(sorted(level.items())), seed, experiment.test_size, experiment.train_set_size)
+    return _remember(_TEST_SETS, key, make)
 
 
 # -- criteria ---------------------------------------------------------------------------------
