@@ -220,14 +220,14 @@ def test_bad_settings_are_refused():
         Network1997(4, 3, 0)
     with pytest.raises(ConfigError, match="init_range must be > 0"):
         Network1997(4, 3, 1, init_range=0.0)
-    with pytest.raises(ConfigError, match="forget_gate_bias is set but the network has no forget gates"):
+    with pytest.raises(ConfigError, match="a forget-gate bias \\(1.0\\) is set but the network has no forget gates"):
         Network1997(4, 3, 1, forget_gate_bias=1.0)
     setting = Setting("lstm1997", "", 2, "sgd", 0.5, 32, 0.0)
     with pytest.raises(ConfigError, match="batch 1, optimizer 'sgd' and no clipping, got batch 32"):
         build_network(setting, 2, 1)
     with pytest.raises(ConfigError, match="unknown cell 'standard' for the 1997 network"):
         build_network(Setting("lstm1997", "standard", 2, "sgd", 0.5, 1, 0.0), 2, 1)
-    with pytest.raises(ConfigError, match="the 1997 cell has no forget gate; use cell 'forget' or 'peephole'"):
+    with pytest.raises(ConfigError, match="in a paper Setting, cell 'forget' or 'peephole'"):
         build_network(Setting("lstm1997", "", 2, "sgd", 0.5, 1, 0.0, forget_bias=1.0), 2, 1)
 
 

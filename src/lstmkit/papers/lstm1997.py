@@ -119,8 +119,9 @@ class Network1997(nn.Module):
         if not init_range > 0:
             raise ConfigError(f"init_range must be > 0, got {init_range!r}")
         if forget_gate_bias is not None and not forget_gate:
-            raise ConfigError("forget_gate_bias is set but the network has no forget gates; pass forget_gate=True "
-                              "or leave the bias out")
+            raise ConfigError(f"a forget-gate bias ({forget_gate_bias!r}) is set but the network has no forget gates; "
+                              "give it forget gates (forget_gate=True; in a paper Setting, cell 'forget' or "
+                              "'peephole') or leave the bias out")
         self.inputs, self.outputs, self.blocks, self.cells = inputs, outputs, blocks, cells
         self.forget_gate, self.peepholes = forget_gate, peepholes
         self.n_cells = blocks * cells
@@ -203,27 +204,22 @@ class Network1997(nn.Module):
         for t in range(steps):
             net = from_inputs[:, t] + (y.detach() if truncated else y) @ w_rec.t()
             g = 4 * torch.sigmoid(net[:, :nc]) - 2
-            if not (self.forget_gate or self.peepholes):  # the 1997 cell
-                gates = torch.sigmoid(net[:, nc:])
-                y_in, y_out = gates[:, :nb][:, block], gates[:, nb:][:, block]
-                s = s + y_in * g
-            else:
-                seen = s.detach() if truncated else s  # the state as the gates see it
-                net_in, net_out, net_forget = net[:, nc:nc + nb], net[:, nc + nb:nc + 2 * nb], net[:, nc + 2 * nb:]
+            seen = s.detach() if truncated else s  # the state as the gates see it
+            net_in, net_out, net_forget = net[:, nc:nc + nb], net[:, nc + nb:nc + 2 * nb], net[:, nc + 2 * nb:]
+            if self.peepholes:
+                net_in = net_in + self._block_sum(self.peephole[0] * seen)
+            y_in = torch.sigmoid(net_in)
+            if self.forget_gate:
                 if self.peepholes:
-                    net_in = net_in + self._block_sum(self.peephole[0] * seen)
-                y_in = torch.sigmoid(net_in)
-                if self.forget_gate:
-                    if self.peepholes:
-                        net_forget = net_forget + self._block_sum(self.peephole[2] * seen)
-                    s = torch.sigmoid(net_forget)[:, block] * s + y_in[:, block] * g
-                else:
-                    s = s + y_in[:, block] * g
-                seen = s.detach() if truncated else s
-                if self.peepholes:
-                    net_out = net_out + self._block_sum(self.peephole[1] * seen)
-                gates = torch.cat([y_in, torch.sigmoid(net_out), torch.sigmoid(net_forget)], -1)
-                y_out = gates[:, nb:2 * nb][:, block]
+                    net_forget = net_forget + self._block_sum(self.peephole[2] * seen)
+                s = torch.sigmoid(net_forget)[:, block] * s + y_in[:, block] * g
+            else:  # the 1997 cell: the constant error carousel
+                s = s + y_in[:, block] * g
+            seen = s.detach() if truncated else s
+            if self.peepholes:
+                net_out = net_out + self._block_sum(self.peephole[1] * seen)
+            gates = torch.cat([y_in, torch.sigmoid(net_out), torch.sigmoid(net_forget)], -1)
+            y_out = gates[:, nb:2 * nb][:, block]
             y_c = y_out * (2 * torch.sigmoid(s) - 1)
             y = torch.cat([y_c, gates], -1)
             cells.append(y_c)
@@ -249,7 +245,6 @@ class Network1997(nn.Module):
         """
         nc, nb, cells = self.n_cells, self.blocks, self.cells
         forget, peepholes = self.forget_gate, self.peepholes
-        extended = forget or peepholes  # the later papers' cell; the 1997 cell keeps its own arithmetic
         with torch.no_grad():
             weight = self.weight.detach().numpy()  # views: updates change the parameters in place
             out_weight = self.out_weight.detach().numpy()
@@ -273,32 +268,26 @@ class Network1997(nn.Module):
             net = weight @ source
             squashed = _sigmoid(net[:nc])
             g, g_prime = 4 * squashed - 2, 4 * squashed * (1 - squashed)
-            if not extended:
-                gates = _sigmoid(net[nc:])
-                y_in, y_out = gates[:nb][block], gates[nb:][block]
-                s = s + y_in * g
-                gate_out = gates[nb:]
-            else:
-                s_prev = s
-                net_in, net_out = net[nc:nc + nb], net[nc + nb:nc + 2 * nb]
+            s_prev = s
+            net_in, net_out = net[nc:nc + nb], net[nc + nb:nc + 2 * nb]
+            if peepholes:
+                net_in = net_in + np.add.reduceat(peephole[0] * s_prev, starts)
+            gate_in = _sigmoid(net_in)
+            y_in = gate_in[block]
+            if forget:
+                net_forget = net[nc + 2 * nb:]
                 if peepholes:
-                    net_in = net_in + np.add.reduceat(peephole[0] * s_prev, starts)
-                gate_in = _sigmoid(net_in)
-                y_in = gate_in[block]
-                if forget:
-                    net_forget = net[nc + 2 * nb:]
-                    if peepholes:
-                        net_forget = net_forget + np.add.reduceat(peephole[2] * s_prev, starts)
-                    gate_forget = _sigmoid(net_forget)
-                    y_forget = gate_forget[block]
-                    s = y_forget * s_prev + y_in * g
-                else:
-                    s = s_prev + y_in * g
-                if peepholes:
-                    net_out = net_out + np.add.reduceat(peephole[1] * s, starts)
-                gate_out = _sigmoid(net_out)
-                y_out = gate_out[block]
-                gates = np.concatenate([gate_in, gate_out, gate_forget] if forget else [gate_in, gate_out])
+                    net_forget = net_forget + np.add.reduceat(peephole[2] * s_prev, starts)
+                gate_forget = _sigmoid(net_forget)
+                y_forget = gate_forget[block]
+                s = y_forget * s_prev + y_in * g
+            else:  # the 1997 cell: the constant error carousel
+                s = s_prev + y_in * g
+            if peepholes:
+                net_out = net_out + np.add.reduceat(peephole[1] * s, starts)
+            gate_out = _sigmoid(net_out)
+            y_out = gate_out[block]
+            gates = np.concatenate([gate_in, gate_out, gate_forget] if forget else [gate_in, gate_out])
             h_squashed = _sigmoid(s)
             h, h_prime = 2 * h_squashed - 1, 2 * h_squashed * (1 - h_squashed)
             y_c = y_out * h

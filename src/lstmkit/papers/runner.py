@@ -87,9 +87,6 @@ def build_network(setting: Setting, inputs: int, outputs: int) -> nn.Module:
         raise ConfigError(f"unknown cell {setting.cell!r} for the 1997 network; expected one of "
                           f"{', '.join(repr(c) for c in CELLS_1997)} (the 1997 cell, with forget gates, and with "
                           "forget gates and peepholes)")
-    if setting.forget_bias is not None and setting.cell == "":
-        raise ConfigError(f"forget_bias {setting.forget_bias!r} is set but the 1997 cell has no forget gate; use cell "
-                          "'forget' or 'peephole', or leave forget_bias out")
     return Network1997(inputs, outputs, setting.hidden, setting.cells, setting.init_range,
                        input_gate_bias=setting.input_bias, output_gate_bias=setting.output_gate_bias,
                        cell_bias=setting.cell_bias, output_bias=setting.output_unit_bias, shortcut=setting.shortcut,
