@@ -29,9 +29,10 @@ thing at a time to find why a row fails.
     python benchmarks/paper_side_checks.py reber1997 --blocks 4 --cells 1 --lr 0.1 --seed 0   # and 1, 2
     python benchmarks/paper_side_checks.py reber1997 --blocks 4 --cells 1 --lr 0.5 --seed 0   # and 1, 2
     python benchmarks/paper_side_checks.py lag1997 --budget 150                               # Exp 2a
-    # the continual embedded Reber grammar's paper network (forget gates), biased or not:
+    # the continual embedded Reber grammar's paper network (forget gates), and two earlier readings:
     python benchmarks/paper_side_checks.py cerg2000
-    python benchmarks/paper_side_checks.py cerg2000 --unbiased
+    python benchmarks/paper_side_checks.py cerg2000 --network all-biased
+    python benchmarks/paper_side_checks.py cerg2000 --network unbiased
 """
 
 from __future__ import annotations
@@ -238,9 +239,13 @@ def lag1997(args: argparse.Namespace) -> None:
 
 
 def cerg2000(args: argparse.Namespace) -> None:
-    """The continual embedded Reber grammar's paper network (forget gates), biased as in the paper
-    setting or (``--unbiased``) with Exp 1's unbiased cells and outputs: the fraction of symbols of
-    8 test streams (500 symbols each, from the initial state) predicted, and the largest cell state."""
+    """The continual embedded Reber grammar's paper network (forget gates): the paper setting's
+    (``--network paper``: the connectivity of the paper's 424 weights), or on the 1997 network's
+    fully connected hidden layer with every unit biased (``all-biased``: the paper setting from
+    21:12 UTC on 2026-11-22 until the 424-weight network) or with Exp 1's unbiased cells and outputs
+    (``unbiased``: before that). Each stream of 500 symbols is learnt from the initial state. Prints
+    the fraction of symbols of 8 test streams (500 symbols each, from the initial state) predicted
+    (Exp 1's ranking criterion), and the largest cell state."""
     import dataclasses
 
     from lstmkit.papers.experiments import _reber_steps_correct
@@ -248,8 +253,10 @@ def cerg2000(args: argparse.Namespace) -> None:
 
     experiment, level = EXPERIMENTS["continual-reber"], {"train_steps": 500, "test_steps": 10}
     setting = experiment.settings["paper"]
-    if args.unbiased:
-        setting = dataclasses.replace(setting, cell_bias=False, output_unit_bias=False)
+    if args.network != "paper":
+        biased = args.network == "all-biased"
+        setting = dataclasses.replace(setting, gate_recurrence=True, shortcut=False, cell_bias=biased,
+                                      output_unit_bias=biased)
     torch.manual_seed(args.seed)
     net = build_network(setting, 7, 7)
     test = experiment.make(np.random.default_rng(99), 8, level)
@@ -310,7 +317,9 @@ def main(argv: list[str] | None = None) -> None:
     five.add_argument("--seed", type=int, default=0)
     five.add_argument("--streams", type=int, default=800)
     five.set_defaults(run=cerg2000)
-    five.add_argument("--unbiased", action="store_true", help="Exp 1's unbiased cells and output units")
+    five.add_argument("--network", choices=["paper", "all-biased", "unbiased"], default="paper",
+                      help="the paper setting's network, or the fully connected one with every unit biased or with "
+                      "Exp 1's unbiased cells and outputs")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     args.run(args)

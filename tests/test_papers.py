@@ -13,6 +13,7 @@ from lstmkit.papers.experiments import (
     Setting,
     _continual_evaluate,
     _continual_evaluate_network,
+    _gers_correct,
     _max_error_below,
     _reber_correct,
     _stop_when,
@@ -104,6 +105,45 @@ def test_continual_stream_is_embedded_reber_strings_back_to_back():
         assert torch.all(stream.targets[b, :-1].gather(-1, next_index[:, None]) == 1)
 
 
+def test_continual_pieces_form_one_grammatical_stream():
+    """Gers et al.'s endless training stream, made piece by piece: whole strings, every symbol an
+    input, the piece's last target the next piece's first B; pieces back to back are one stream."""
+    rng = np.random.default_rng(5)
+    pieces = [tasks.continual_reber_piece(rng, size) for size in (1, 16, 200, 200, 200, 200)]
+    symbols = ""
+    for piece in pieces:
+        steps = int(piece.lengths[0])
+        assert steps >= 9 and piece.mask.sum() == steps  # 9: the shortest embedded string
+        text = "".join(tasks.REBER_SYMBOLS[i] for i in piece.inputs[0].argmax(-1).tolist())
+        assert text[0] == "B" and text[-1] == "E"
+        assert piece.targets[0, -1].tolist() == [1, 0, 0, 0, 0, 0, 0]  # after the last E: the next piece's B
+        next_index = piece.inputs[0, 1:].argmax(-1)  # every other target allows the symbol that follows
+        assert torch.all(piece.targets[0, :-1].gather(-1, next_index[:, None]) == 1)
+        symbols += text
+    strings = symbols.replace("EB", "E|B").split("|")
+    assert len(strings) > 4 * 200 // 30
+    for string in strings:
+        assert string[0] == "B" and string[-1] == "E" and string[1] == string[-2] in "TP"
+        assert _accepts(string[2:-2])
+
+
+def test_gers_criterion_needs_every_output_within_049_of_its_target():
+    batch = tasks.embedded_reber(RNG, 3)
+    good = batch.targets * 0.02 + 0.49  # possible symbols at 0.51, the others at 0.49: just wrong
+    assert not _gers_correct(good, batch).any()
+    good = batch.targets * 0.04 + 0.4801  # 0.5201 and 0.4801: every output within 0.49 of its target
+    assert _gers_correct(good, batch).all()
+    # the ranking criterion of Exp 1 accepts outputs that Gers et al.'s rejects: all possible
+    # symbols on top, but one of them below 0.5
+    ranked = batch.targets * 0.3 + 0.1
+    assert _reber_correct(ranked, batch).all() and not _gers_correct(ranked, batch).any()
+    bad = good.clone()
+    step = int(batch.mask[0].nonzero()[0])
+    wrong = int((batch.targets[0, step] == 0).nonzero()[0])
+    bad[0, step, wrong] = 0.49
+    assert _gers_correct(bad, batch).tolist() == [False, True, True]
+
+
 def test_continual_criterion_counts_consecutive_correct_predictions():
     stream = tasks.continual_reber(RNG, 3000)
     perfect = stream.targets * 0.9 + 0.05
@@ -119,8 +159,10 @@ def test_continual_criterion_counts_consecutive_correct_predictions():
             start = 0 if state is None else state
             return bad[:, start:start + x.shape[1]], start + x.shape[1]
 
-    streamed = _continual_evaluate_network(Replay(), stream, piece=500)
-    assert streamed == evaluation
+    # pieces of 100, 200, 400, 800 ... steps: the error falls in the fifth
+    assert _continual_evaluate_network(Replay(), stream, first=100) == evaluation
+    assert _continual_evaluate_network(Replay(), stream, first=500, largest=500) == evaluation
+    assert _continual_evaluate_network(Replay(), stream, first=7, largest=64) == evaluation
 
 
 def test_streamed_evaluation_of_a_real_network_equals_the_whole_stream():
@@ -131,7 +173,7 @@ def test_streamed_evaluation_of_a_real_network_equals_the_whole_stream():
     stream = tasks.continual_reber(RNG, 1500)
     with torch.no_grad():
         whole = _continual_evaluate(net(stream.inputs), stream)
-    assert _continual_evaluate_network(net, stream, piece=100) == whole
+    assert _continual_evaluate_network(net, stream, first=100) == whole
 
 
 def test_timed_spikes():

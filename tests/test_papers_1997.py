@@ -9,7 +9,7 @@ import torch
 from lstmkit.errors import ConfigError, TrainingError
 from lstmkit.papers import EXPERIMENTS, run
 from lstmkit.papers.experiments import Setting
-from lstmkit.papers.lstm1997 import Network1997
+from lstmkit.papers.lstm1997 import Network1997, OnlineState
 from lstmkit.papers.runner import PaperModule, build_network
 from lstmkit.train import TrainConfig
 
@@ -26,6 +26,12 @@ def test_weight_counts_are_the_papers():
     assert build_network(EXPERIMENTS["reber"].settings["paper"], 7, 7).weight_count() == 276
     # Exp 4: 93 weights for 2 inputs, 2 blocks x 2 cells, 1 output, every non-input unit biased
     assert build_network(EXPERIMENTS["adding"].settings["paper"], 2, 1).weight_count() == 93
+    # Gers et al. 2000: 424 weights for 4 blocks x 2 cells with forget gates - only with the cells'
+    # outputs fed back, biased gates, unbiased cells, biased outputs with input-output connections
+    cerg = EXPERIMENTS["continual-reber"].settings
+    assert build_network(cerg["paper"], 7, 7).weight_count() == 424 == 20 * (7 + 8) + 12 + 7 * (8 + 7 + 1)
+    assert build_network(cerg["no-forget"], 7, 7).weight_count() == 16 * (7 + 8) + 8 + 7 * (8 + 7 + 1)
+    assert Network1997(7, 7, 4, 2, forget_gate=True).weight_count() == 20 * (7 + 20) + 12 + 7 * 8  # fully connected
 
 
 def test_initialisation_range_and_per_block_biases():
@@ -76,10 +82,12 @@ def _sequence(steps: int = 9, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 _CELLS = [{}, {"cell_bias": True, "output_bias": True, "shortcut": True},
           {"forget_gate": True, "forget_gate_bias": (1.0, 2.0)}, {"peepholes": True},
-          {"forget_gate": True, "peepholes": True, "cell_bias": True}]
+          {"forget_gate": True, "peepholes": True, "cell_bias": True},
+          {"forget_gate": True, "gate_recurrence": False, "output_bias": True, "shortcut": True}]
+_IDS = ["1997", "biases", "forget", "peephole-no-forget", "peephole", "gers2000"]
 
 
-@pytest.mark.parametrize("extras", _CELLS, ids=["1997", "biases", "forget", "peephole-no-forget", "peephole"])
+@pytest.mark.parametrize("extras", _CELLS, ids=_IDS)
 def test_rtrl_step_is_the_truncated_gradient(extras):
     """With the error at the last step only, learn() changes the weights once, by exactly minus the
     learning rate times autograd's gradient of the same network with the recurrence detached."""
@@ -102,7 +110,7 @@ def test_rtrl_step_is_the_truncated_gradient(extras):
     assert not torch.allclose(full.weight.grad, net.weight.grad)
 
 
-@pytest.mark.parametrize("extras", _CELLS[2:], ids=["forget", "peephole-no-forget", "peephole"])
+@pytest.mark.parametrize("extras", _CELLS[2:], ids=_IDS[2:])
 def test_rtrl_accumulates_the_truncated_gradient_over_a_sequence(extras):
     """With errors at every step and a tiny learning rate the weights hardly move during the
     sequence, so the summed RTRL changes equal autograd's truncated gradient of the summed error:
@@ -117,6 +125,125 @@ def test_rtrl_accumulates_the_truncated_gradient_over_a_sequence(extras):
     for name, p in net.named_parameters():
         grad = p.grad if p.grad is not None else torch.zeros_like(p)
         torch.testing.assert_close((p.detach() - before[name]) / -lr, grad, rtol=1e-6, atol=1e-8, msg=name)
+
+
+@pytest.mark.parametrize("extras", _CELLS, ids=_IDS)
+def test_a_sequence_learnt_in_pieces_is_the_sequence_learnt_whole(extras):
+    """The online state (activations, cell states, RTRL traces) carries over between pieces: one
+    stream learnt piece by piece changes the weights exactly as learnt in one go."""
+    whole, pieces = _net(**extras), _net(**extras)
+    x, target = _sequence(12)
+    mask = np.ones(len(x))
+    expected = whole.learn(x, target, mask, learning_rate=0.3)
+    state = OnlineState(pieces)
+    got = [pieces.learn(x[a:b], target[a:b], mask[a:b], learning_rate=0.3, state=state)
+           for a, b in ((0, 5), (5, 6), (6, 12))]
+    assert state.steps == 12
+    np.testing.assert_array_equal(np.concatenate(got), expected)
+    for (name, a), b in zip(whole.named_parameters(), pieces.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+    # without the state every piece starts from zero: a different result
+    fresh = _net(**extras)
+    for a, b in ((0, 5), (5, 12)):
+        fresh.learn(x[a:b], target[a:b], mask[a:b], learning_rate=0.3)
+    assert not torch.equal(fresh.weight, whole.weight)
+
+
+def test_learning_stops_after_the_first_wrong_prediction():
+    """Gers et al.'s training streams end at the first output 0.49 or more from its target: learn()
+    stops after that step (its weight change made), exactly as if the sequence had ended there."""
+    net = _net(forget_gate=True)
+    x, _ = _sequence(30)
+    with torch.no_grad():
+        outputs = net(torch.from_numpy(x).unsqueeze(0))[0].numpy()
+    target = outputs.copy()  # the network's own outputs: no error ...
+    target[[17, 23], 1] += 0.6  # ... until step 17 (and 23)
+    mask = np.ones(len(x))
+    stopped = _net(forget_gate=True)
+    state = OnlineState(stopped)
+    learnt = stopped.learn(x, target, mask, learning_rate=0.5, state=state, stop_error=0.49)
+    assert learnt.shape == (18, 3) and state.steps == 18
+    cut = _net(forget_gate=True)
+    np.testing.assert_array_equal(cut.learn(x[:18], target[:18], mask[:18], learning_rate=0.5), learnt)
+    torch.testing.assert_close(stopped.weight, cut.weight, rtol=0, atol=0)
+    # steps without an error signal never stop it; a larger bound lets the whole sequence through
+    mask[17] = 0.0
+    assert len(_net(forget_gate=True).learn(x, target, mask, 0.5, stop_error=0.49)) == 24
+    assert len(_net(forget_gate=True).learn(x, target, np.ones(len(x)), 0.5, stop_error=0.7)) == 30
+    for bad in (0.0, -0.1):
+        with pytest.raises(ConfigError, match="stop_error must be > 0"):
+            net.learn(x, target, mask, 0.5, stop_error=bad)
+
+
+def _replay(network: Network1997, online, seed: int, length: int, learning_rate: float):
+    """Learn the first ``length`` symbols of the training stream drawn with ``seed`` in one go."""
+    from lstmkit.papers.runner import FIRST_PIECE, LARGEST_PIECE
+
+    rng, pieces, size = np.random.default_rng(seed), [], FIRST_PIECE
+    while sum(int(p.lengths[0]) for p in pieces) < length:
+        pieces.append(online.piece(rng, size))
+        size = min(2 * size, LARGEST_PIECE)
+    inputs = torch.cat([p.inputs for p in pieces], 1)[:, :length]
+    targets = torch.cat([p.targets for p in pieces], 1)[:, :length]
+    outputs = network.learn(inputs[0].numpy(), targets[0].numpy(), np.ones(length), learning_rate)
+    return inputs, targets, outputs
+
+
+def _cerg_module(experiment):
+    from lstmkit.papers.experiments import test_set
+
+    level = {"train_steps": 500, "test_steps": 1000}
+    setting = experiment.settings["paper"]
+    config = TrainConfig(batch_size=1, optimizer="sgd", learning_rate=setting.learning_rate, momentum=0.0,
+                         gradient_clip=0.0, loggers=())
+    torch.manual_seed(0)
+    return PaperModule(build_network(setting, 7, 7), config, experiment, test_set(experiment, level, 0))
+
+
+def test_a_continual_reber_training_stream_ends_at_the_first_wrong_prediction():
+    """The paper setting of the continual Reber grammar learns on Gers et al.'s protocol: a
+    training stream, made piece by piece, runs until the first wrong prediction; replaying the
+    same stream through a copy of the network shows that prediction wrong and none before."""
+    import copy
+
+    from lstmkit.papers.experiments import _gers_steps_correct
+    from lstmkit.papers.runner import SequenceStream, StreamStart
+    from lstmkit.papers.tasks import Batch
+
+    experiment = EXPERIMENTS["continual-reber"]
+    module = _cerg_module(experiment)
+    stream = SequenceStream(experiment, {}, 0, 10, experiment.online_streams)
+    assert isinstance(stream.__getitems__([3]), StreamStart)
+    for i in range(300):
+        module._learn_stream(stream.__getitems__([i]).rng, None)
+    assert module.sequences_seen == 300 and len(module.stream_steps) == 300
+    assert len(set(module.stream_steps)) > 2  # each ends where the network first errs, later as it learns
+    before = copy.deepcopy(module.network)
+    module._learn_stream(np.random.default_rng(11), None)
+    length = module.stream_steps[-1]
+    inputs, targets, replay = _replay(before, experiment.online_streams, 11, length, module.config.learning_rate)
+    ok = _gers_steps_correct(torch.from_numpy(replay).unsqueeze(0),
+                             Batch(inputs, targets, torch.ones(1, length), torch.tensor([length])))[0]
+    assert not ok[-1] and ok[:-1].all()
+    torch.testing.assert_close(before.weight, module.network.weight, rtol=0, atol=0)
+
+
+def test_a_training_stream_runs_across_pieces_up_to_its_cap():
+    """Where no prediction is wrong (a bound no output reaches) a stream runs to its cap, across
+    pieces of growing length, and learns exactly what the whole stream teaches in one go."""
+    import copy
+    import dataclasses
+
+    paper = EXPERIMENTS["continual-reber"]
+    online = dataclasses.replace(paper.online_streams, stop_error=1.0, cap=200)
+    experiment = dataclasses.replace(paper, online_streams=online)
+    module = _cerg_module(experiment)
+    before = copy.deepcopy(module.network)
+    module._learn_stream(np.random.default_rng(4), None)
+    assert module.stream_steps == [200]  # pieces of at least 16, 32, 64 and 128 symbols, the last one cut
+    _replay(before, online, 4, 200, module.config.learning_rate)
+    for a, b in zip(before.parameters(), module.network.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
 def test_forward_follows_the_forget_gate_and_peephole_equations():
@@ -211,6 +338,13 @@ def test_missing_connections_stay_zero_under_learn_and_under_an_optimiser():
     optimizer.step()
     assert torch.all(net.weight[:4, -1] == 0)
     assert torch.all(net.out_weight[:, 4:] == 0) and torch.all(net.out_bias == 0)
+    cells_only = _net(gate_recurrence=False)  # only the cells' outputs fed back
+    assert torch.any(cells_only.weight[:, 4:8] != 0) and torch.all(cells_only.weight[:, 8:-1] == 0)
+    cells_only.learn(x, target, np.ones(len(x)), learning_rate=1.0)
+    logits, _ = cells_only.logits(torch.from_numpy(x).unsqueeze(0))
+    ((torch.sigmoid(logits) - torch.from_numpy(target)) ** 2).sum().backward()
+    torch.optim.SGD(cells_only.parameters(), lr=1.0).step()
+    assert torch.all(cells_only.weight[:, 8:-1] == 0) and torch.any(cells_only.weight[:, 4:8] != 0)
 
 
 def test_bad_settings_are_refused():
@@ -236,6 +370,7 @@ def test_the_later_papers_rows_run_the_1997_network_with_their_additions():
     with_forget = build_network(cerg["paper"], 7, 7)
     assert with_forget.forget_gate and not with_forget.peepholes
     assert with_forget.weight[-4:, -1].tolist() == [0.5, 1.0, 1.5, 2.0]  # forget-gate biases by block
+    assert not with_forget.weight[:, 7 + 8:-1].any()  # no gate recurrence: the gates' columns stay zero
     assert not build_network(cerg["no-forget"], 7, 7).forget_gate
     gts = EXPERIMENTS["timing-gts"].settings
     assert build_network(gts["paper"], 1, 1).peepholes and build_network(gts["paper"], 1, 1).forget_gate

@@ -49,7 +49,7 @@ from torch import Tensor, nn
 
 from lstmkit.errors import ConfigError
 
-__all__ = ["Network1997"]
+__all__ = ["Network1997", "OnlineState"]
 
 
 def _per_block(value: float | Sequence[float] | None, blocks: int, name: str) -> list[float] | None:
@@ -73,6 +73,24 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-x))
 
 
+class OnlineState:
+    """Where online learning stands inside a stream: the hidden units' activations, the cell states
+    and the RTRL traces (the derivatives of the cell states with respect to the weights they
+    depend on). :meth:`Network1997.learn` starts from the zero state unless it is given one of these,
+    and leaves its final state in it, so that a long stream can be learnt piece by piece."""
+
+    def __init__(self, network: Network1997) -> None:
+        nc, nb, cells, sources = network.n_cells, network.blocks, network.cells, network.weight.shape[1]
+        self.y = np.zeros(network.units)
+        self.s = np.zeros(nc)
+        self.trace_cell = np.zeros((nc, sources))  # d s_c / d (weights into cell c)
+        self.trace_gate = np.zeros((nc, sources))  # d s_c / d (weights into c's input gate)
+        self.trace_forget = np.zeros((nc, sources))  # d s_c / d (weights into c's forget gate)
+        # d s_c / d (peephole weight from cell j of c's block to its input gate [0] / forget gate [1])
+        self.trace_peep = np.zeros((2, nb, cells, cells))
+        self.steps = 0  # steps presented since the zero state
+
+
 class Network1997(nn.Module):
     """The 1997 LSTM network (see the module docstring).
 
@@ -94,6 +112,9 @@ class Network1997(nn.Module):
         forget_gate_bias: initial forget-gate biases, one per block or one for all (``None``: drawn
             like the weights).
         peepholes: connections from each cell's state to its block's gates (Gers et al. 2002).
+        gate_recurrence: whether the gates' previous activations feed the hidden layer like the
+            cells' (the 1997 paper's fully connected hidden layer); without it only the cells'
+            outputs are fed back (the columns from the gates stay zero and are never learnt).
 
     Attributes:
         weight: ``(U, I + U + 1)`` net-input weights of the hidden units (cells, then input gates,
@@ -111,7 +132,8 @@ class Network1997(nn.Module):
                  input_gate_bias: float | Sequence[float] | None = None,
                  output_gate_bias: float | Sequence[float] | None = None, cell_bias: bool = False,
                  output_bias: bool = False, shortcut: bool = False, forget_gate: bool = False,
-                 forget_gate_bias: float | Sequence[float] | None = None, peepholes: bool = False) -> None:
+                 forget_gate_bias: float | Sequence[float] | None = None, peepholes: bool = False,
+                 gate_recurrence: bool = True) -> None:
         super().__init__()
         for name, value in (("inputs", inputs), ("outputs", outputs), ("blocks", blocks), ("cells", cells)):
             if not isinstance(value, int) or value < 1:
@@ -134,6 +156,7 @@ class Network1997(nn.Module):
         # and, through gradient hooks, by any torch optimiser
         live = torch.ones_like(self.weight)
         live[: self.n_cells, -1] = float(cell_bias)
+        live[:, inputs + self.n_cells:-1] = float(gate_recurrence)
         live_out = torch.ones_like(self.out_weight)
         live_out[:, self.n_cells:] = float(shortcut)
         self.register_buffer("_live", live, persistent=False)
@@ -229,20 +252,29 @@ class Network1997(nn.Module):
 
     # -- numpy: online truncated RTRL ----------------------------------------------------------
 
-    def learn(self, x: np.ndarray, targets: np.ndarray, mask: np.ndarray, learning_rate: float) -> np.ndarray:
-        """Present one sequence from the zero state and change the weights after every step that
-        carries an error signal (gradient descent on half the summed squared error of the sigmoid
-        outputs, with the paper's truncated gradient).
+    def learn(self, x: np.ndarray, targets: np.ndarray, mask: np.ndarray, learning_rate: float,
+              state: OnlineState | None = None, stop_error: float | None = None) -> np.ndarray:
+        """Present one sequence and change the weights after every step that carries an error
+        signal (gradient descent on half the summed squared error of the sigmoid outputs, with the
+        paper's truncated gradient).
 
         Args:
             x: inputs ``(T, I)``.
             targets: ``(T, O)``.
             mask: ``(T,)``, 1 at the steps with an error signal.
             learning_rate: the step size.
+            state: where to start (an :class:`OnlineState`, updated in place to where the sequence
+                ends); ``None`` starts from the zero state.
+            stop_error: stop after the first step with an error signal at which some output is
+                ``stop_error`` or more away from its target (that step's weight change is made):
+                Gers et al.'s training streams, which end at the first wrong prediction.
 
         Returns:
-            the outputs ``(T, O)`` as the network produced them while learning.
+            the outputs ``(T', O)`` as the network produced them while learning, ``T' <= T`` the
+            steps presented.
         """
+        if stop_error is not None and not stop_error > 0:
+            raise ConfigError(f"stop_error must be > 0 (an output's distance from its target), got {stop_error!r}")
         nc, nb, cells = self.n_cells, self.blocks, self.cells
         forget, peepholes = self.forget_gate, self.peepholes
         with torch.no_grad():
@@ -255,14 +287,14 @@ class Network1997(nn.Module):
         live, live_out, live_bias, live_peep = (m.cpu().numpy() for m in (self._live, self._live_out, self._live_bias,
                                                                           self._live_peep))
         starts = np.arange(0, nc, cells)
-        y = np.zeros(self.units)
-        s = np.zeros(nc)
-        trace_cell = np.zeros((nc, weight.shape[1]))  # d s_c / d (weights into cell c)
-        trace_gate = np.zeros((nc, weight.shape[1]))  # d s_c / d (weights into c's input gate)
-        trace_forget = np.zeros((nc, weight.shape[1]))  # d s_c / d (weights into c's forget gate)
-        # d s_c / d (peephole weight from cell j of c's block to its input gate [0] / forget gate [1])
-        trace_peep = np.zeros((2, nb, cells, cells))
+        if state is None:
+            state = OnlineState(self)
+        # the traces are updated in place; y and s are rebound every step and stored back at the end
+        y, s = state.y, state.s
+        trace_cell, trace_gate, trace_forget, trace_peep = (state.trace_cell, state.trace_gate, state.trace_forget,
+                                                            state.trace_peep)
         outputs = np.empty((len(x), self.outputs))
+        presented = len(x)
         for t in range(len(x)):
             source = np.concatenate([x[t], y, (1.0,)])
             net = weight @ source
@@ -328,4 +360,9 @@ class Network1997(nn.Module):
                                           (per_block * trace_peep[1]).sum(1).reshape(nc)])
                     peephole += learning_rate * (peep_step * live_peep)
             y = np.concatenate([y_c, gates])
-        return outputs
+            if stop_error is not None and mask[t] and np.abs(targets[t] - out).max() >= stop_error:
+                presented = t + 1
+                break
+        state.y, state.s = y, s
+        state.steps += presented
+        return outputs[:presented]

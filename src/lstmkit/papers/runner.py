@@ -6,6 +6,11 @@ each sequence is drawn from a generator seeded by its index, so a run is reprodu
 per sequence (``batch=1``, the papers' online learning) or per mini-batch; the loss on the sigmoid
 output units is the papers' summed squared error in their settings and binary cross-entropy for the
 0/1 targets of the modern ones.
+
+Where an experiment has an :class:`~lstmkit.papers.experiments.OnlineStreams` protocol (Gers et
+al. 2000), its online learners (the 1997 network) do not see whole sequences: each "sequence" is a
+training stream that the network learns from the reset state, piece after piece, until its first
+wrong prediction (:meth:`PaperModule._learn_stream`).
 """
 
 from __future__ import annotations
@@ -28,14 +33,15 @@ from torch import Tensor, nn
 
 import lstmkit.nn as lnn
 from lstmkit.errors import ConfigError, TrainingError
-from lstmkit.papers.experiments import Evaluation, Experiment, Setting, test_set, training_set
-from lstmkit.papers.lstm1997 import Network1997
+from lstmkit.papers.experiments import Evaluation, Experiment, OnlineStreams, Setting, test_set, training_set
+from lstmkit.papers.lstm1997 import Network1997, OnlineState
 from lstmkit.papers.tasks import Batch, select
 from lstmkit.train import BatchStream, TaskModule, TrainConfig, fit
 
 __all__ = ["PaperNet", "RunResult", "build_network", "run"]
 
 RECENT = 2000  # the papers' window of recent training sequences
+FIRST_PIECE, LARGEST_PIECE = 16, 4096  # symbols in the pieces of an online training stream
 # the cells of the "lstm1997" model: 1997's, with Gers et al. 2000's forget gates, and with their 2002 peepholes too
 CELLS_1997 = ("", "forget", "peephole")
 
@@ -91,23 +97,35 @@ def build_network(setting: Setting, inputs: int, outputs: int) -> nn.Module:
                        input_gate_bias=setting.input_bias, output_gate_bias=setting.output_gate_bias,
                        cell_bias=setting.cell_bias, output_bias=setting.output_unit_bias, shortcut=setting.shortcut,
                        forget_gate=setting.cell in ("forget", "peephole"), forget_gate_bias=setting.forget_bias,
-                       peepholes=setting.cell == "peephole")
+                       peepholes=setting.cell == "peephole", gate_recurrence=setting.gate_recurrence)
+
+
+@dataclass
+class StreamStart:
+    """The start of one training stream of an :class:`OnlineStreams` protocol: the generator its
+    pieces are drawn from (the stream itself is made as the network learns, piece by piece)."""
+
+    rng: np.random.Generator
 
 
 class SequenceStream(torch.utils.data.Dataset):
     """Fresh random sequences of an experiment, or random picks from its fixed training set (an
-    experiment with ``train_set_size``); a batch's sequences are drawn from a generator seeded by
-    the run's seed and the batch's first index."""
+    experiment with ``train_set_size``), or with ``online`` the starts of training streams; a
+    batch's sequences are drawn from a generator seeded by the run's seed and the batch's first
+    index."""
 
-    def __init__(self, experiment: Experiment, level: dict, seed: int, per_epoch: int) -> None:
-        self.experiment, self.level, self.seed, self.per_epoch = experiment, level, seed, per_epoch
+    def __init__(self, experiment: Experiment, level: dict, seed: int, per_epoch: int,
+                 online: OnlineStreams | None = None) -> None:
+        self.experiment, self.level, self.seed, self.per_epoch, self.online = experiment, level, seed, per_epoch, online
         self.pool = training_set(experiment, level, seed) if experiment.train_set_size is not None else None
 
     def __len__(self) -> int:
         return self.per_epoch
 
-    def __getitems__(self, indices: list[int]) -> Batch:
+    def __getitems__(self, indices: list[int]) -> Batch | StreamStart:
         rng = np.random.default_rng([self.seed, int(indices[0])])
+        if self.online is not None:
+            return StreamStart(rng)
         if self.pool is not None:
             return select(self.pool, rng.integers(len(self.pool.lengths), size=len(indices)))
         return self.experiment.make(rng, len(indices), self.level)
@@ -145,6 +163,7 @@ class PaperModule(TaskModule):
         self.evaluation: Evaluation | None = None
         self.rule_met = False
         self.sequences_seen = 0
+        self.stream_steps: list[int] = []  # the length of each training stream (OnlineStreams protocol)
 
     def step_loss(self, batch: Batch) -> Tensor:
         logits, _ = self.network.logits(batch.inputs)
@@ -173,6 +192,13 @@ class PaperModule(TaskModule):
         optimizer = self.optimizers()
         timer = getattr(self, "_timer", None)
         for batch in chunk:
+            if isinstance(batch, StreamStart):
+                optimizer._on_before_step()
+                self._learn_stream(batch.rng, timer)
+                optimizer._on_after_step()
+                if timer is not None and timer.time_remaining() <= 0:
+                    break
+                continue
             for b in range(len(batch.lengths)):
                 steps = int(batch.lengths[b])
                 one = Batch(batch.inputs[b:b + 1, :steps], batch.targets[b:b + 1, :steps], batch.mask[b:b + 1, :steps],
@@ -192,6 +218,35 @@ class PaperModule(TaskModule):
             if timer is not None and timer.time_remaining() <= 0:
                 break
         return None
+
+    def _learn_stream(self, rng: np.random.Generator, timer: Any) -> None:
+        """One training stream of the experiment's :class:`OnlineStreams` protocol: from the reset
+        network, piece after piece of the endless stream, until the first wrong prediction, the
+        cap, or the end of the time budget. The pieces double in length from a few strings, so that
+        the short streams of an untrained network cost only what they use."""
+        online = self.experiment.online_streams
+        state = OnlineState(self.network)
+        squared, size = 0.0, FIRST_PIECE
+        while state.steps < online.cap:
+            piece = online.piece(rng, size)
+            size = min(2 * size, LARGEST_PIECE)
+            steps = min(int(piece.lengths[0]), online.cap - state.steps)
+            inputs, targets, mask = (t[0, :steps].numpy() for t in (piece.inputs, piece.targets, piece.mask))
+            learnt = self.network.learn(inputs, targets, mask, self.config.learning_rate, state=state,
+                                        stop_error=online.stop_error)
+            if not np.isfinite(learnt).all():
+                raise TrainingError(f"the 1997 network's outputs became non-finite at epoch {self.current_epoch}; "
+                                    "lower the learning rate")
+            errors = (learnt - targets[: len(learnt)]) * mask[: len(learnt), None]
+            squared += float((errors ** 2).sum())
+            if np.abs(errors[-1]).max() >= online.stop_error:  # a wrong prediction ends the stream
+                break
+            if timer is not None and timer.time_remaining() <= 0:
+                break
+        self.sequences_seen += 1
+        self.stream_steps.append(state.steps)
+        self._loss_sum = self._loss_sum + 0.5 * squared
+        self._loss_count += 1
 
     def validation_step(self, chunk, chunk_idx: int) -> None:
         if self.experiment.evaluate_network is not None:
@@ -254,6 +309,10 @@ def run(experiment: Experiment, level: dict, setting_key: str, seed: int, max_se
         eval_every: int) -> RunResult:
     """Train one network until the criterion is met or the budget (sequences or seconds) is spent."""
     setting = experiment.settings[setting_key]
+    # the online learners follow the paper's stream protocol where the experiment has one
+    online = experiment.online_streams if setting.model == "lstm1997" else None
+    if online is not None:
+        eval_every = min(eval_every, online.eval_every)
     per_epoch = max(setting.batch, eval_every // setting.batch * setting.batch)
     config = TrainConfig(max_epochs=max(1, math.ceil(max_sequences / per_epoch)), batch_size=setting.batch,
                          optimizer=setting.optimizer, learning_rate=setting.learning_rate, momentum=0.0,
@@ -265,7 +324,7 @@ def run(experiment: Experiment, level: dict, setting_key: str, seed: int, max_se
     network = build_network(setting, test.inputs.shape[-1], test.targets.shape[-1])
     _warm_up(network, test)
     module = PaperModule(network, config, experiment, test, setting.loss)
-    stream = SequenceStream(experiment, level, seed, per_epoch)
+    stream = SequenceStream(experiment, level, seed, per_epoch, online)
     stop = _Stop()
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="lstmkit-paper-") as scratch:

@@ -22,8 +22,8 @@ import torch
 from torch import Tensor
 
 __all__ = ["Batch", "REBER_SYMBOLS", "reber_string", "embedded_reber_string", "embedded_reber",
-           "continual_reber", "long_lag", "two_sequence", "adding", "multiplication", "temporal_order",
-           "timed_spikes", "spike_delays"]
+           "continual_reber", "continual_reber_piece", "long_lag", "two_sequence", "adding", "multiplication",
+           "temporal_order", "timed_spikes", "spike_delays"]
 
 
 @dataclass
@@ -156,6 +156,19 @@ def continual_reber(rng: np.random.Generator, steps: int, batch: int = 1) -> Bat
     """Gers et al. 2000: embedded Reber strings one after the other with no reset, as streams of
     ``steps`` symbols each. After a string's final E the next string's B follows for certain."""
     return _reber_batch([_continual_string(rng, steps) for _ in range(batch)])
+
+
+def continual_reber_piece(rng: np.random.Generator, steps: int) -> Batch:
+    """The next piece of one endless continual stream: whole embedded Reber strings, at least
+    ``steps`` symbols, every symbol an input (the last string's E too, whose next symbol is the B
+    that starts the next piece). Pieces drawn one after another form one grammatical stream."""
+    parts, allowed, length = [], [], 0
+    while length < steps:
+        string, string_allowed = embedded_reber_string(rng)
+        parts.append(string)
+        allowed += string_allowed[:-1] + ["B"]
+        length += len(string)
+    return _reber_batch([("".join(parts) + "B", allowed)])
 
 
 # -- Experiment 2: noise-free and noisy sequences with long time lags --------------------------
