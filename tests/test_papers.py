@@ -372,6 +372,22 @@ def test_paper_command_budget_overrides_the_profile(tmp_path):
     assert bad.exit_code != 0 and "budget" in bad.output.lower()
 
 
+def test_a_rows_seeds_can_start_anywhere(tmp_path):
+    """--first-seed splits a row's seeds among processes: seeds 3 and 4 here, as the results say."""
+    from lstmkit.cli.main import app
+
+    result = CliRunner().invoke(app, ["paper", "lag-2a", "--profile", "smoke", "--settings", "gru", "--budget", "1",
+                                      "--seeds", "2", "--first-seed", "3", "--runs", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    (run_directory,) = tmp_path.iterdir()
+    assert [r["seed"] for r in json.loads((run_directory / "results.json").read_text())] == [3, 4]
+    assert "gru seed 3" in result.output and "gru seed 4" in result.output
+    bad = CliRunner().invoke(app, ["paper", "lag-2a", "--profile", "smoke", "--first-seed", "-1"])
+    assert bad.exit_code != 0 and "first-seed" in bad.output.lower()
+    with pytest.raises(ConfigError, match="first_seed must be an integer >= 0"):
+        run_profile(["lag-2a"], "smoke", 1, ["gru"], first_seed=-2)
+
+
 def test_input_output_connections_add_the_input_term():
     from lstmkit.papers.experiments import Setting
 

@@ -14,6 +14,11 @@ from lstmkit.cli.common import app, console, fail, new_run
 from lstmkit.errors import LstmkitError
 
 
+def _print_run(r) -> None:
+    console.print(f"  {r.experiment} {r.setting} seed {r.seed}: {'success' if r.success else 'not reached'} "
+                  f"after {r.sequences:,} sequences ({r.seconds:.0f} s)", markup=False, highlight=False)
+
+
 @app.command()
 def paper(
     experiments: Annotated[list[str] | None, typer.Argument(help="Experiments to run (default: all): reber, lag-2a, "
@@ -23,6 +28,8 @@ def paper(
     profile: Annotated[str, typer.Option(help="quick (T = 100 levels, 3 seeds, 18 min in all), full (every level; "
                                               "writes docs/papers.md) or smoke (seconds).")] = "quick",
     seeds: Annotated[int | None, typer.Option(help="Seeds per row (default: the profile's).")] = None,
+    first_seed: Annotated[int, typer.Option(help="The first seed (the seeds run from here): split a row's seeds "
+                                                 "among processes, one per core.", min=0)] = 0,
     budget: Annotated[float | None, typer.Option(help="Seconds per run, instead of the profile's budget (the quick "
                                                       "profile's shared 18 minutes included).", min=1.0)] = None,
     settings: Annotated[str, typer.Option(help="Comma-separated settings: paper, no-forget, no-peephole (the papers' "
@@ -44,6 +51,8 @@ def paper(
       lstmkit paper adding order-6a --seeds 3
 
       lstmkit paper reber adding --settings paper,modern --budget 300
+
+      lstmkit paper continual-reber --settings paper --seeds 3 --first-seed 3
     """
     from lstmkit.papers import PROFILES, markdown, plot_curves, run_profile
     from lstmkit.papers.report import Profile
@@ -58,9 +67,8 @@ def paper(
         with new_run(runs, f"paper-{profile}") as (tmp, final):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                results = run_profile(experiments or [], plan, seeds, chosen, progress=lambda r: console.print(
-                    f"  {r.experiment} {r.setting} seed {r.seed}: {'success' if r.success else 'not reached'} "
-                    f"after {r.sequences:,} sequences ({r.seconds:.0f} s)", markup=False, highlight=False))
+                results = run_profile(experiments or [], plan, seeds, chosen, first_seed=first_seed,
+                                      progress=_print_run)
             report = markdown(results, label)
             (tmp / "report.md").write_text(report + "\n", encoding="utf-8")
             (tmp / "results.json").write_text(json.dumps([dataclasses.asdict(r) for r in results], indent=1),

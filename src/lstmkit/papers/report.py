@@ -55,7 +55,7 @@ def _level_name(level: dict) -> str:
 
 def run_profile(experiments: Sequence[str], profile: str | Profile = "quick", seeds: int | None = None,
                 settings: Sequence[str] = SETTING_ORDER,
-                progress: Callable[[RunResult], None] | None = None) -> list[RunResult]:
+                progress: Callable[[RunResult], None] | None = None, first_seed: int = 0) -> list[RunResult]:
     """Run every experiment, level, setting and seed of a profile.
 
     Args:
@@ -65,10 +65,14 @@ def run_profile(experiments: Sequence[str], profile: str | Profile = "quick", se
         settings: which settings to run (``paper``, ``no-forget`` and ``no-peephole`` where an
             experiment has them, ``modern``, ``rnn``, ``gru``).
         progress: called after each run.
+        first_seed: the seeds are ``first_seed, first_seed + 1, ...`` (a row's seeds can be split
+            among processes, one per core).
     """
     chosen = PROFILES.get(profile) if isinstance(profile, str) else profile
     if chosen is None:
         raise ConfigError(f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}")
+    if isinstance(first_seed, bool) or not isinstance(first_seed, int) or first_seed < 0:
+        raise ConfigError(f"first_seed must be an integer >= 0, got {first_seed!r}")
     keys = list(experiments) or list(EXPERIMENTS)
     unknown = [k for k in keys if k not in EXPERIMENTS]
     if unknown:
@@ -81,7 +85,7 @@ def run_profile(experiments: Sequence[str], profile: str | Profile = "quick", se
             for key in keys
             for level in EXPERIMENTS[key].levels[level_profile]
             for setting in settings if setting in EXPERIMENTS[key].settings
-            for seed in range(seeds or chosen.seeds)]
+            for seed in range(first_seed, first_seed + (seeds or chosen.seeds))]
     deadline = time.perf_counter() + chosen.total_seconds if chosen.total_seconds else None
     results = []
     for done, (experiment, level, setting, seed) in enumerate(jobs):
