@@ -105,6 +105,12 @@ def test_continual_stream_is_embedded_reber_strings_back_to_back():
         assert torch.all(stream.targets[b, :-1].gather(-1, next_index[:, None]) == 1)
 
 
+def test_a_continual_piece_needs_at_least_one_symbol():
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ConfigError, match="steps must be an integer >= 1"):
+            tasks.continual_reber_piece(np.random.default_rng(0), bad)
+
+
 def test_continual_pieces_form_one_grammatical_stream():
     """Gers et al.'s endless training stream, made piece by piece: whole strings, every symbol an
     input, the piece's last target the next piece's first B; pieces back to back are one stream."""
@@ -142,6 +148,12 @@ def test_gers_criterion_needs_every_output_within_049_of_its_target():
     wrong = int((batch.targets[0, step] == 0).nonzero()[0])
     bad[0, step, wrong] = 0.49
     assert _gers_correct(bad, batch).tolist() == [False, True, True]
+    # steps without an error signal (the padding of shorter strings) are never wrong
+    short = int(batch.lengths.argmin())
+    assert batch.lengths[short] < batch.mask.shape[1]
+    padded = good.clone()
+    padded[short, int(batch.lengths[short]):] = 0.5
+    assert _gers_correct(padded, batch).all()
 
 
 def test_continual_criterion_counts_consecutive_correct_predictions():
@@ -159,10 +171,13 @@ def test_continual_criterion_counts_consecutive_correct_predictions():
             start = 0 if state is None else state
             return bad[:, start:start + x.shape[1]], start + x.shape[1]
 
-    # pieces of 100, 200, 400, 800 ... steps: the error falls in the fifth
+    # pieces of 100, 200, 400, 800 ... steps: the error falls in the fourth
     assert _continual_evaluate_network(Replay(), stream, first=100) == evaluation
     assert _continual_evaluate_network(Replay(), stream, first=500, largest=500) == evaluation
     assert _continual_evaluate_network(Replay(), stream, first=7, largest=64) == evaluation
+    bad = perfect  # the success path: every piece, to the end of the stream
+    assert _continual_evaluate_network(Replay(), stream, first=100).success
+    assert _continual_evaluate_network(Replay(), stream, first=7, largest=64) == _continual_evaluate(perfect, stream)
 
 
 def test_streamed_evaluation_of_a_real_network_equals_the_whole_stream():

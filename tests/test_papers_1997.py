@@ -32,6 +32,13 @@ def test_weight_counts_are_the_papers():
     assert build_network(cerg["paper"], 7, 7).weight_count() == 424 == 20 * (7 + 8) + 12 + 7 * (8 + 7 + 1)
     assert build_network(cerg["no-forget"], 7, 7).weight_count() == 16 * (7 + 8) + 8 + 7 * (8 + 7 + 1)
     assert Network1997(7, 7, 4, 2, forget_gate=True).weight_count() == 20 * (7 + 20) + 12 + 7 * 8  # fully connected
+    # and no other combination of the network's switches gives 424
+    import itertools
+
+    switches = ("forget_gate", "gate_recurrence", "cell_bias", "output_bias", "shortcut", "peepholes")
+    counts = {values: Network1997(7, 7, 4, 2, **dict(zip(switches, values))).weight_count()
+              for values in itertools.product((False, True), repeat=len(switches))}
+    assert [v for v, n in counts.items() if n == 424] == [(True, False, False, True, True, False)]
 
 
 def test_initialisation_range_and_per_block_biases():
@@ -162,7 +169,7 @@ def test_learning_stops_after_the_first_wrong_prediction():
     stopped = _net(forget_gate=True)
     state = OnlineState(stopped)
     learnt = stopped.learn(x, target, mask, learning_rate=0.5, state=state, stop_error=0.49)
-    assert learnt.shape == (18, 3) and state.steps == 18
+    assert learnt.shape == (18, 3) and state.steps == 18 and state.stopped
     cut = _net(forget_gate=True)
     np.testing.assert_array_equal(cut.learn(x[:18], target[:18], mask[:18], learning_rate=0.5), learnt)
     torch.testing.assert_close(stopped.weight, cut.weight, rtol=0, atol=0)
@@ -173,6 +180,33 @@ def test_learning_stops_after_the_first_wrong_prediction():
     for bad in (0.0, -0.1):
         with pytest.raises(ConfigError, match="stop_error must be > 0"):
             net.learn(x, target, mask, 0.5, stop_error=bad)
+
+
+def test_an_error_exactly_at_the_bound_is_wrong():
+    """The bound is "at least stop_error" (Gers et al.: correct means within 0.49): an output exactly
+    that far from its target stops learning, one a hair closer does not."""
+    x, _ = _sequence(12)
+    with torch.no_grad():
+        target = _net()(torch.from_numpy(x).unsqueeze(0))[0].numpy()  # the network's own outputs ...
+    target[5, 0] += 0.3  # ... except at step 5
+    mask = np.ones(len(x))
+    learnt = _net().learn(x, target, mask, 0.5)
+    distances = np.abs(target - learnt).max(-1)
+    assert distances.argmax() == 5 and np.delete(distances, 5).max() < 0.1
+    state = OnlineState(_net())
+    assert len(_net().learn(x, target, mask, 0.5, state=state, stop_error=float(distances[5]))) == 6 and state.stopped
+    state = OnlineState(_net())
+    closer = float(np.nextafter(distances[5], np.inf))
+    assert len(_net().learn(x, target, mask, 0.5, state=state, stop_error=closer)) == 12 and not state.stopped
+
+
+def test_an_online_state_of_another_network_is_refused():
+    x, target = _sequence(5)
+    with pytest.raises(ConfigError, match="OnlineState was made for another network"):
+        _net().learn(x, target, np.ones(5), 0.5, state=OnlineState(_net(forget_gate=True)))
+    other = Network1997(4, 3, 1, 4, init_range=0.5)  # as many cells, other blocks
+    with pytest.raises(ConfigError, match="make it with OnlineState"):
+        _net().learn(x, target, np.ones(5), 0.5, state=OnlineState(other))
 
 
 def _replay(network: Network1997, online, seed: int, length: int, learning_rate: float):
@@ -226,6 +260,53 @@ def test_a_continual_reber_training_stream_ends_at_the_first_wrong_prediction():
                              Batch(inputs, targets, torch.ones(1, length), torch.tensor([length])))[0]
     assert not ok[-1] and ok[:-1].all()
     torch.testing.assert_close(before.weight, module.network.weight, rtol=0, atol=0)
+
+
+def test_a_training_stream_can_end_in_a_later_piece():
+    """With a looser bound the untrained network's first wrong prediction comes after the first
+    piece: the stream still ends exactly there (the stop is checked in every piece)."""
+    import copy
+    import dataclasses
+
+    from lstmkit.papers.runner import FIRST_PIECE
+
+    paper = EXPERIMENTS["continual-reber"]
+    online = dataclasses.replace(paper.online_streams, stop_error=0.8, cap=5000)
+    module = _cerg_module(dataclasses.replace(paper, online_streams=online))
+    before = copy.deepcopy(module.network)
+    module._learn_stream(np.random.default_rng(0), None)
+    (length,) = module.stream_steps
+    assert 2 * FIRST_PIECE < length < 5000  # past the first two pieces, before the cap
+    inputs, targets, replay = _replay(before, online, 0, length, module.config.learning_rate)
+    wrong = (np.abs(replay - targets[0].numpy()) >= 0.8).any(-1)
+    assert wrong[-1] and not wrong[:-1].any()
+    torch.testing.assert_close(before.weight, module.network.weight, rtol=0, atol=0)
+
+
+def test_a_training_stream_cut_by_the_time_budget_counts_as_one():
+    import dataclasses
+
+    from lstmkit.papers.runner import FIRST_PIECE
+
+    class Timer:  # the budget runs out during the first piece
+        def time_remaining(self) -> float:
+            return -1.0
+
+    paper = EXPERIMENTS["continual-reber"]
+    online = dataclasses.replace(paper.online_streams, stop_error=1.0)  # no prediction is wrong
+    module = _cerg_module(dataclasses.replace(paper, online_streams=online))
+    module._learn_stream(np.random.default_rng(2), Timer())
+    (length,) = module.stream_steps
+    assert FIRST_PIECE <= length < 2 * FIRST_PIECE + 40 and module.sequences_seen == 1
+
+
+def test_an_online_protocol_has_no_training_stream_rule():
+    import dataclasses
+
+    from lstmkit.papers.experiments import _stop_when
+
+    with pytest.raises(ConfigError, match="both online_streams and a train_rule"):
+        dataclasses.replace(EXPERIMENTS["continual-reber"], train_rule=_stop_when(0.1, 0))
 
 
 def test_a_training_stream_runs_across_pieces_up_to_its_cap():

@@ -6,15 +6,18 @@ import dataclasses
 import json
 import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from lstmkit.cli.common import app, console, fail, new_run
 from lstmkit.errors import LstmkitError
 
+if TYPE_CHECKING:
+    from lstmkit.papers.runner import RunResult
 
-def _print_run(r) -> None:
+
+def _print_run(r: RunResult) -> None:
     console.print(f"  {r.experiment} {r.setting} seed {r.seed}: {'success' if r.success else 'not reached'} "
                   f"after {r.sequences:,} sequences ({r.seconds:.0f} s)", markup=False, highlight=False)
 

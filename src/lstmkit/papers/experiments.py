@@ -180,6 +180,12 @@ class Experiment:
     train_set_size: int | None = None
     online_streams: OnlineStreams | None = None
 
+    def __post_init__(self) -> None:
+        # the online learners' training streams keep no per-sequence record for a training-stream rule
+        if self.online_streams is not None and self.train_rule is not None:
+            raise ConfigError(f"experiment {self.key!r} has both online_streams and a train_rule; the stream "
+                              "protocol ends on the test criterion alone: drop one of them")
+
 
 _TEST_SETS: dict[tuple, Batch] = {}
 _TRAINING_SETS: dict[tuple, Batch] = {}

@@ -89,6 +89,7 @@ class OnlineState:
         # d s_c / d (peephole weight from cell j of c's block to its input gate [0] / forget gate [1])
         self.trace_peep = np.zeros((2, nb, cells, cells))
         self.steps = 0  # steps presented since the zero state
+        self.stopped = False  # whether the last learn() stopped at a wrong prediction (``stop_error``)
 
 
 class Network1997(nn.Module):
@@ -275,6 +276,12 @@ class Network1997(nn.Module):
         """
         if stop_error is not None and not stop_error > 0:
             raise ConfigError(f"stop_error must be > 0 (an output's distance from its target), got {stop_error!r}")
+        expected = ((self.units,), (self.n_cells, self.weight.shape[1]), (2, self.blocks, self.cells, self.cells))
+        if state is not None and (state.y.shape, state.trace_cell.shape, state.trace_peep.shape) != expected:
+            raise ConfigError(f"the OnlineState was made for another network (activations, traces and peephole "
+                              f"traces of shapes {state.y.shape}, {state.trace_cell.shape}, {state.trace_peep.shape}; "
+                              f"this network needs {expected[0]}, {expected[1]}, {expected[2]}); make it with "
+                              "OnlineState(network)")
         nc, nb, cells = self.n_cells, self.blocks, self.cells
         forget, peepholes = self.forget_gate, self.peepholes
         with torch.no_grad():
@@ -289,6 +296,7 @@ class Network1997(nn.Module):
         starts = np.arange(0, nc, cells)
         if state is None:
             state = OnlineState(self)
+        state.stopped = False
         # the traces are updated in place; y and s are rebound every step and stored back at the end
         y, s = state.y, state.s
         trace_cell, trace_gate, trace_forget, trace_peep = (state.trace_cell, state.trace_gate, state.trace_forget,
@@ -362,6 +370,7 @@ class Network1997(nn.Module):
             y = np.concatenate([y_c, gates])
             if stop_error is not None and mask[t] and np.abs(targets[t] - out).max() >= stop_error:
                 presented = t + 1
+                state.stopped = True
                 break
         state.y, state.s = y, s
         state.steps += presented

@@ -222,8 +222,9 @@ class PaperModule(TaskModule):
     def _learn_stream(self, rng: np.random.Generator, timer: Any) -> None:
         """One training stream of the experiment's :class:`OnlineStreams` protocol: from the reset
         network, piece after piece of the endless stream, until the first wrong prediction, the
-        cap, or the end of the time budget. The pieces double in length from a few strings, so that
-        the short streams of an untrained network cost only what they use."""
+        cap, or the end of the time budget (a stream cut by the budget still counts as one). The
+        pieces double in length from a few strings, so that the short streams of an untrained
+        network cost only what they use."""
         online = self.experiment.online_streams
         state = OnlineState(self.network)
         squared, size = 0.0, FIRST_PIECE
@@ -239,7 +240,7 @@ class PaperModule(TaskModule):
                                     "lower the learning rate")
             errors = (learnt - targets[: len(learnt)]) * mask[: len(learnt), None]
             squared += float((errors ** 2).sum())
-            if np.abs(errors[-1]).max() >= online.stop_error:  # a wrong prediction ends the stream
+            if state.stopped:  # a wrong prediction ends the stream
                 break
             if timer is not None and timer.time_remaining() <= 0:
                 break

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from lstmkit.errors import ConfigError
+
 __all__ = ["Batch", "REBER_SYMBOLS", "reber_string", "embedded_reber_string", "embedded_reber",
            "continual_reber", "continual_reber_piece", "long_lag", "two_sequence", "adding", "multiplication",
            "temporal_order", "timed_spikes", "spike_delays"]
@@ -162,6 +164,8 @@ def continual_reber_piece(rng: np.random.Generator, steps: int) -> Batch:
     """The next piece of one endless continual stream: whole embedded Reber strings, at least
     ``steps`` symbols, every symbol an input (the last string's E too, whose next symbol is the B
     that starts the next piece). Pieces drawn one after another form one grammatical stream."""
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ConfigError(f"a piece needs at least one symbol: steps must be an integer >= 1, got {steps!r}")
     parts, allowed, length = [], [], 0
     while length < steps:
         string, string_allowed = embedded_reber_string(rng)
