@@ -144,14 +144,21 @@ def embedded_reber(rng: np.random.Generator, batch: int) -> Batch:
     return _reber_batch([embedded_reber_string(rng) for _ in range(batch)])
 
 
-def _continual_string(rng: np.random.Generator, steps: int) -> tuple[str, list[str]]:
+def _back_to_back(rng: np.random.Generator, at_least: int) -> tuple[str, list[str]]:
+    """Embedded Reber strings one after the other, at least ``at_least`` symbols, and the possible
+    next symbols after each (after a string's final E the next string's B follows for certain)."""
     parts, allowed, length = [], [], 0
-    while length <= steps:
+    while length < at_least:
         string, string_allowed = embedded_reber_string(rng)
         parts.append(string)
         allowed += string_allowed[:-1] + ["B"]
         length += len(string)
-    return "".join(parts)[: steps + 1], allowed[: steps + 1]
+    return "".join(parts), allowed
+
+
+def _continual_string(rng: np.random.Generator, steps: int) -> tuple[str, list[str]]:
+    string, allowed = _back_to_back(rng, steps + 1)
+    return string[: steps + 1], allowed[: steps + 1]
 
 
 def continual_reber(rng: np.random.Generator, steps: int, batch: int = 1) -> Batch:
@@ -166,13 +173,8 @@ def continual_reber_piece(rng: np.random.Generator, steps: int) -> Batch:
     that starts the next piece). Pieces drawn one after another form one grammatical stream."""
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
         raise ConfigError(f"a piece needs at least one symbol: steps must be an integer >= 1, got {steps!r}")
-    parts, allowed, length = [], [], 0
-    while length < steps:
-        string, string_allowed = embedded_reber_string(rng)
-        parts.append(string)
-        allowed += string_allowed[:-1] + ["B"]
-        length += len(string)
-    return _reber_batch([("".join(parts) + "B", allowed)])
+    string, allowed = _back_to_back(rng, steps)
+    return _reber_batch([(string + "B", allowed)])
 
 
 # -- Experiment 2: noise-free and noisy sequences with long time lags --------------------------
