@@ -124,6 +124,24 @@ def test_training_starts_every_epoch_and_every_validation_from_a_zero_state(monk
     assert calls == [True, False, False, False, False, False, True] * 2
 
 
+def test_validation_in_the_module_and_in_lightnings_loop_train_the_same_model(monkeypatch):
+    # lstmkit validates inside the module unless something needs Lightning's loop (the progress
+    # bar does); the language model's state swap around validation must work the same either way
+    from lstmkit.train.module import TaskModule
+
+    inline_calls = []
+    original = TaskModule._validate_inline
+    monkeypatch.setattr(TaskModule, "_validate_inline", lambda self: inline_calls.append(1) or original(self))
+    settings = FAST.replace(max_epochs=3, lr_schedule="plateau")
+    inline = language_model(training=settings).fit(TEXT)
+    assert len(inline_calls) == 3
+    looped = language_model(training=settings.replace(progress_bar=True)).fit(TEXT)
+    assert len(inline_calls) == 3
+    assert inline.fit_result_.best_score == looped.fit_result_.best_score
+    for (name, a), b in zip(inline.network_.state_dict().items(), looped.network_.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
 # -- the network ------------------------------------------------------------------------------
 
 

@@ -620,3 +620,165 @@ def test_batch_stream_order_depends_on_seed_and_epoch_only():
     assert _epoch(BatchStream(Indexed(40), 8, True, seed=2, chunk=2), 0) != epoch0
     fixed = BatchStream(Indexed(10), 4, False)
     assert _epoch(fixed, 3) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+
+
+# -- validation without Lightning's loop, checkpoints taken once --------------------------------
+
+
+class ListensToValidation(Callback):
+    """A callback of Lightning's validation loop: lstmkit must keep that loop for it."""
+
+    def __init__(self):
+        self.epochs = 0
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        self.epochs += 1
+
+
+def _checkpoint_contents_equal(a, b, where="checkpoint"):
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            _checkpoint_contents_equal(a[key], b[key], f"{where}[{key!r}]")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _checkpoint_contents_equal(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
+
+
+@pytest.mark.parametrize("cls,schedule", [(Scripted, "none"), (Regression, "plateau")])
+def test_inline_validation_gives_the_run_of_lightnings_validation_loop(tmp_path, cls, schedule):
+    # the same run twice: validated by the module at each epoch's end (nothing needs Lightning's
+    # loop) and by Lightning's loop (a callback listens to it); the logs, the checkpoints, the
+    # plateau schedule and the weights left in the module must not tell them apart
+    settings = config(max_epochs=5, loggers=("csv",), lr_schedule=schedule, early_stopping_patience=3)
+    inline = make_module(settings, cls)
+    first = train(inline, tmp_path / "inline")
+    assert inline.inline_validation is not None
+    listener = ListensToValidation()
+    looped = make_module(settings, cls)
+    second = fit(looped, BatchStream(TRAIN, BATCH, True, settings.seed, chunk=3), BatchStream(VAL, 16, False),
+                 tmp_path / "looped", callbacks=[listener])
+    assert looped.inline_validation is None and listener.epochs == 5
+    assert first.best_score == second.best_score and first.epochs == second.epochs == 5
+    assert cls is not Scripted or first.best_score == 0.5
+    assert inline.lrs == looped.lrs
+    assert_same_weights(weights(inline), weights(looped))
+    logs = [pd.read_csv(path / "logs" / "metrics.csv") for path in (tmp_path / "inline", tmp_path / "looped")]
+    for column in ("val_loss", "train_loss"):
+        np.testing.assert_array_equal(logs[0][column].dropna().to_numpy(), logs[1][column].dropna().to_numpy())
+    for name in ("best.ckpt", "last.ckpt"):
+        a, b = (torch.load(path / "checkpoints" / name, map_location="cpu", weights_only=True)
+                for path in (tmp_path / "inline", tmp_path / "looped"))
+        assert a["epoch"] == b["epoch"] and a["global_step"] == b["global_step"]
+        assert_same_weights(a["state_dict"], b["state_dict"])
+
+
+def test_inline_validation_averages_the_metrics_over_the_samples(tmp_path):
+    # validation batches of 16 and 4 samples: the epoch's value weighs each batch by its size
+    module = make_module(config(max_epochs=1, loggers=("csv",)))
+    val = BatchStream(TensorDataset(*(t[:20] for t in VAL.tensors)), 16, False)
+    fit(module, BatchStream(TRAIN, BATCH, True, 0, chunk=3), val, tmp_path)
+    assert module.inline_validation is not None
+    x, y = (t[:20] for t in VAL.tensors)
+    module.eval()
+    with torch.no_grad():
+        first, second = F.mse_loss(module.network(x[:16]), y[:16]), F.mse_loss(module.network(x[16:]), y[16:])
+    expected = (first * 16 + second * 4) / 20
+    logged = pd.read_csv(tmp_path / "logs" / "metrics.csv")["val_loss"].dropna()
+    assert logged.iloc[-1] == pytest.approx(float(expected), rel=1e-6)
+
+
+class OwnValidationStep(Regression):
+    def validation_step(self, chunk, chunk_idx):
+        super().validation_step(chunk, chunk_idx)
+
+
+@pytest.mark.parametrize("case", ["progress bar", "bf16", "own validation_step", "callback"])
+def test_lightnings_validation_loop_is_kept_whenever_something_may_need_it(tmp_path, case):
+    settings = config(max_epochs=1, progress_bar=case == "progress bar",
+                      precision="bf16-mixed" if case == "bf16" else "32-true")
+    module = make_module(settings, OwnValidationStep if case == "own validation_step" else Regression)
+    callbacks = [ListensToValidation()] if case == "callback" else []
+    result = fit(module, BatchStream(TRAIN, BATCH, True, 0, chunk=3), BatchStream(VAL, 16, False), tmp_path,
+                 callbacks=callbacks)
+    assert module.inline_validation is None
+    assert result.monitor == "val_loss" and math.isfinite(result.best_score)
+
+
+def test_the_last_checkpoint_reuses_the_best_ones_copy_with_the_same_contents(tmp_path, monkeypatch):
+    from lightning.pytorch.trainer.connectors.checkpoint_connector import _CheckpointConnector
+
+    from lstmkit.train.checkpoint import IntervalCheckpoint
+
+    dumps = []
+    original = _CheckpointConnector.dump_checkpoint
+    monkeypatch.setattr(_CheckpointConnector, "dump_checkpoint",
+                        lambda self, *a, **k: dumps.append(1) or original(self, *a, **k))
+    settings = config(max_epochs=6, checkpoint_interval=3600.0)  # taken in memory, written at the end
+    train(make_module(settings, Scripted), tmp_path / "shared")
+    shared_dumps = len(dumps)
+
+    init = IntervalCheckpoint.__init__
+    monkeypatch.setattr(IntervalCheckpoint, "__init__",
+                        lambda self, *a, share_with=None, **k: init(self, *a, **k))  # each takes its own copy
+    dumps.clear()
+    train(make_module(settings, Scripted), tmp_path / "unshared")
+    # Scripted improves in epochs 0, 1 and 3: there the last checkpoint took the best one's copy
+    assert len(dumps) - shared_dumps == 3 and len(dumps) == 6 + 3
+    for name in ("best.ckpt", "last.ckpt"):
+        a, b = (torch.load(tmp_path / run / "checkpoints" / name, map_location="cpu", weights_only=True)
+                for run in ("shared", "unshared"))
+        for checkpoint in (a, b):
+            for state in checkpoint["callbacks"].values():  # the run directories differ, nothing else
+                for key in ("dirpath", "best_model_path", "last_model_path", "kth_best_model_path"):
+                    state.pop(key, None)
+                state["best_k_models"] = sorted(state.get("best_k_models", {}).values())
+        _checkpoint_contents_equal(a, b, name)
+
+
+def test_the_best_weights_are_restored_from_memory_without_reading_the_file(tmp_path, monkeypatch):
+    import lstmkit.train.engine as engine
+
+    module = make_module(config(max_epochs=6), Scripted)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the best checkpoint was read back from disk")
+
+    monkeypatch.setattr(engine.torch, "load", refuse)
+    result = train(module, tmp_path)
+    monkeypatch.undo()
+    best = torch.load(result.best_checkpoint, map_location="cpu", weights_only=True)
+    assert best["epoch"] == 3
+    assert_same_weights(weights(module), best["state_dict"])
+
+
+def test_clip_grad_norm_of_gradients_of_two_dtypes_is_torchs():
+    mine = [nn.Parameter(torch.ones(3) * 2.0), nn.Parameter(torch.ones(2, dtype=torch.float64) * 3.0)]
+    for p in mine:
+        p.grad = p.detach().clone()
+    theirs = _copy(mine)
+    clip_grad_norm(mine, 1.0)
+    nn.utils.clip_grad_norm_(theirs, 1.0)
+    for a, b in zip(mine, theirs):
+        torch.testing.assert_close(a.grad, b.grad, rtol=0, atol=0)
+
+
+def test_the_checkpoints_monitor_candidates_are_lightnings_without_the_deep_copy(tmp_path):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from lstmkit.train.checkpoint import IntervalCheckpoint
+
+    module = make_module(config(max_epochs=2))
+    train(module, tmp_path)
+    trainer = module.trainer
+    callback = next(c for c in trainer.callbacks if isinstance(c, IntervalCheckpoint))
+    ours, theirs = callback._monitor_candidates(trainer), ModelCheckpoint._monitor_candidates(callback, trainer)
+    assert ours.keys() == theirs.keys() >= {"val_loss", "train_loss", "epoch", "step"}
+    for key in ours:
+        assert torch.equal(ours[key], theirs[key]) and ours[key].dtype == theirs[key].dtype, key
+    assert all(ours[k] is not v for k, v in trainer.callback_metrics.items())  # copies, as Lightning's

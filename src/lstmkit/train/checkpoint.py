@@ -10,6 +10,10 @@ passed since the last write, when training ends (early stopping and ``max_time``
 when training stops on an error (the NaN guard's last good checkpoint). A process killed outright
 loses at most ``interval`` seconds of checkpoints. Files are written by Lightning's checkpoint IO
 (to a temporary file, then renamed).
+
+Two such callbacks (the best and the last) usually take their checkpoints at the same moment, the
+end of an epoch that improved the best; ``share_with`` lets the second reuse the first's copy,
+with only the callbacks' own states taken again (they are what changed in between).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.trainer import call
 
 __all__ = ["IntervalCheckpoint"]
 
@@ -31,14 +36,19 @@ class IntervalCheckpoint(ModelCheckpoint):
     Args:
         interval: seconds between disk writes; 0 writes every checkpoint at once (Lightning's
             behaviour). With more than one process the writes are never delayed.
+        share_with: another ``IntervalCheckpoint`` whose copy this one reuses when both take a
+            checkpoint in the same hook of the same step.
         **kwargs: ``ModelCheckpoint``'s arguments.
     """
 
-    def __init__(self, interval: float = 0.0, **kwargs: Any) -> None:
+    def __init__(self, interval: float = 0.0, share_with: IntervalCheckpoint | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.interval = interval
+        self.share_with = share_with
         self._pending: dict[str, dict[str, Any]] = {}
         self._written_at = time.monotonic()
+        # (moment, path, checkpoint) of the last checkpoint this callback took in memory
+        self._taken: tuple[tuple, str, dict[str, Any]] | None = None
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
@@ -48,12 +58,44 @@ class IntervalCheckpoint(ModelCheckpoint):
         if self.interval <= 0 or trainer.world_size > 1:
             super()._save_checkpoint(trainer, filepath)
             return
-        # what Trainer.save_checkpoint would write now, detached from the tensors training changes
-        self._pending[filepath] = _snapshot(trainer._checkpoint_connector.dump_checkpoint(self.save_weights_only))
+        self._pending[filepath] = self._take(trainer, filepath)
         self._last_global_step_saved = trainer.global_step
         self._last_checkpoint_saved = filepath
         if time.monotonic() - self._written_at >= self.interval:
             self.flush(trainer)
+
+    def _take(self, trainer: L.Trainer, filepath: str) -> dict[str, Any]:
+        """What ``Trainer.save_checkpoint`` would write now, detached from the tensors training changes."""
+        module = trainer.lightning_module
+        moment = (trainer.global_step, trainer.current_epoch, trainer.fit_loop.epoch_progress.current.processed,
+                  getattr(module, "_current_fx_name", None), self.save_weights_only)
+        other = self.share_with._taken if self.share_with is not None else None
+        if other is not None and other[0] == moment and not self.save_weights_only:
+            # taken in the same hook of the same step: only the callbacks' states (this one's
+            # best path, say) can have changed since
+            checkpoint = dict(other[2])
+            checkpoint["callbacks"] = _snapshot(call._call_callbacks_state_dict(trainer))
+        else:
+            checkpoint = _snapshot(trainer._checkpoint_connector.dump_checkpoint(self.save_weights_only))
+        self._taken = (moment, filepath, checkpoint)
+        return checkpoint
+
+    def taken(self, filepath: str) -> dict[str, Any] | None:
+        """The checkpoint last taken in memory if it is the one of ``filepath`` (else ``None``):
+        the same content as the file, without reading it back."""
+        if self._taken is None or self._taken[1] != filepath:
+            return None
+        return self._taken[2]
+
+    def _monitor_candidates(self, trainer: L.Trainer) -> dict[str, torch.Tensor]:
+        # Lightning's, with each tensor cloned instead of the whole dict deep-copied (for every
+        # checkpoint callback at every epoch, most of the callback's time on a small model)
+        candidates = {name: value.detach().clone() if isinstance(value, torch.Tensor) else copy.deepcopy(value)
+                      for name, value in trainer.callback_metrics.items()}
+        epoch, step = candidates.get("epoch"), candidates.get("step")
+        candidates["epoch"] = epoch.int() if isinstance(epoch, torch.Tensor) else torch.tensor(trainer.current_epoch)
+        candidates["step"] = step.int() if isinstance(step, torch.Tensor) else torch.tensor(trainer.global_step)
+        return candidates
 
     def flush(self, trainer: L.Trainer) -> None:
         """Write the checkpoints taken since the last write."""
