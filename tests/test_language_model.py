@@ -150,7 +150,8 @@ def test_embedding_initialisation_depends_on_tying():
     tied = LanguageModelNet(config(vocab_size=500, embedding_dim=64, hidden_size=64, tie_weights=True))
     untied = LanguageModelNet(config(vocab_size=500, embedding_dim=64, hidden_size=64, tie_weights=False))
     assert tied.embedding.weight.abs().max() <= 0.1  # AWD-LSTM's uniform(-0.1, 0.1): small first logits
-    assert torch.all(tied.decoder.bias == 0) and torch.all(untied.decoder.bias == 0)
+    assert torch.all(tied.decoder.bias == 0)  # tied: the first logits near zero
+    assert 0 < untied.decoder.bias.abs().max() <= 1 / 8  # untied: torch's uniform +-1/sqrt(64)
     w = untied.embedding.weight.detach().flatten()
     assert abs(float(w.mean())) < 0.02 and abs(float(w.std()) - 1.0) < 0.02  # torch's N(0, 1), 32,000 draws
 
@@ -386,6 +387,36 @@ def test_weight_drop_models_save_and_load(tmp_path):
     assert loaded.generate("the", 20, temperature=0) == model.generate("the", 20, temperature=0)
 
 
+def test_forget_bias_sets_each_layers_forget_gate_and_none_keeps_torchs_initialisation():
+    torch.manual_seed(0)
+    biased = LanguageModelNet(config(forget_bias=2.0))
+    for layer in biased.layers:
+        h = layer.hidden_size
+        assert torch.equal(layer.bias_ih_l0[h:2 * h], torch.full((h,), 2.0))
+        assert torch.equal(layer.bias_hh_l0[h:2 * h], torch.zeros(h))
+    torch.manual_seed(0)
+    plain = LanguageModelNet(config(forget_bias=None))
+    torch.manual_seed(0)
+    torch.nn.Embedding(12, 6)  # drawn first, as in the network
+    reference = torch.nn.LSTM(6, 7)  # the first layer: the same draws as torch's own LSTM
+    for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
+        assert torch.equal(getattr(plain.layers[0], name), getattr(reference, name)), name
+
+
+def test_the_default_keeps_torchs_forget_gate_initialisation_and_old_files_load(char_lm, tmp_path):
+    assert char_lm.network_.config.forget_bias is None
+    path = char_lm.save(tmp_path / "lm")
+    # a model file written before the option existed: no forget_bias in its configuration
+    config_file = path / "config.json"
+    data = json.loads(config_file.read_text())
+    del data["config"]["params"]["forget_bias"]
+    del data["config"]["network"]["forget_bias"]
+    config_file.write_text(json.dumps(data))
+    loaded = LanguageModel.load(path)
+    assert loaded.network_.config.forget_bias == 1.0  # what such files were initialised with
+    assert loaded.generate("the", 20, temperature=0) == char_lm.generate("the", 20, temperature=0)
+
+
 # -- parameters -------------------------------------------------------------------------------
 
 
@@ -394,6 +425,8 @@ def test_weight_drop_models_save_and_load(tmp_path):
     ({"weight_drop": 1.0}, TEXT, ConfigError, r"weight_drop must be a probability in \[0, 1\)"),
     ({"cell": "gru"}, TEXT, ConfigError, "unknown cell='gru'"),
     ({"training": {}}, TEXT, ConfigError, "training must be a lstmkit.train.TrainConfig"),
+    ({"forget_bias": float("nan")}, TEXT, ConfigError, "forget_bias must be a finite number or None"),
+    ({"forget_bias": "1"}, TEXT, ConfigError, "forget_bias must be a finite number or None"),
     ({}, " \n ", DataError, "the text is empty"),
     ({}, 42, ConfigError, "expected a text or a list of texts, got int"),
     ({"streams": 32}, "abc" * 10, DataError, "the training text has 27 tokens, too few for 32 streams"),

@@ -45,6 +45,9 @@ class LMConfig:
     hidden_dropout: float
     output_dropout: float
     weight_drop: float
+    # the LSTM layers' initial forget-gate bias; None keeps torch's initialisation (files written
+    # before the option existed were initialised with 1.0)
+    forget_bias: float | None = 1.0
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -61,8 +64,9 @@ class LanguageModelNet(nn.Module):
         for k in range(config.num_layers):
             last = k == config.num_layers - 1
             size = config.embedding_dim if (last and config.tie_weights) else config.hidden_size
+            has_forget_gate = lnn.get_variant(config.cell).forget_gate
             layer = lnn.LSTM(config.embedding_dim if k == 0 else config.hidden_size, size, batch_first=True,
-                             cell=config.cell, forget_bias=1.0 if lnn.get_variant(config.cell).forget_gate else None)
+                             cell=config.cell, forget_bias=config.forget_bias if has_forget_gate else None)
             if config.weight_drop > 0:
                 lnn.weight_drop(layer, config.weight_drop)
             layers.append(layer)
@@ -77,9 +81,10 @@ class LanguageModelNet(nn.Module):
             # the first logits are near zero
             self.decoder.weight = self.embedding.weight
             nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
+            nn.init.zeros_(self.decoder.bias)
         # untied, the embedding keeps torch's N(0, 1), the scale of a one-hot input: with +-0.1 the
-        # first layer's gates barely see the input and a character model starts measurably slower
-        nn.init.zeros_(self.decoder.bias)
+        # first layer's gates barely see the input and a character model starts measurably slower.
+        # The untied output layer keeps torch's initialisation, its bias included.
 
     def embed(self, tokens: Tensor) -> Tensor:
         weight = self.embedding.weight
