@@ -248,7 +248,7 @@ def cerg2000(args: argparse.Namespace) -> None:
     (Exp 1's ranking criterion), and the largest cell state."""
     import dataclasses
 
-    from lstmkit.papers.experiments import _reber_steps_correct
+    from lstmkit.papers.experiments import reber_steps_correct
     from lstmkit.papers.runner import build_network
 
     experiment, level = EXPERIMENTS["continual-reber"], {"train_steps": 500, "test_steps": 10}
@@ -268,7 +268,7 @@ def cerg2000(args: argparse.Namespace) -> None:
         if seen % 100 == 0:
             with torch.no_grad():
                 outputs, (_, state) = net.run(test.inputs)
-            correct = float(_reber_steps_correct(outputs, test).float().mean())
+            correct = float(reber_steps_correct(outputs, test).float().mean())
             print(f"{time.time() - start:4.0f}s streams {seen:5d} symbols predicted {correct:.3f} "
                   f"largest |cell state| {float(state.abs().max()):.0f}", flush=True)
 

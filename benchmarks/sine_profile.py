@@ -33,8 +33,8 @@ MARKS: list[tuple[str, float]] = []
 
 class Phases(Callback):
     """Time stamps at the hooks that separate training steps and epoch changes. (A callback of the
-    validation loop's hooks would make lstmkit keep Lightning's loop: the validation pass that the
-    module runs itself is timed by wrapping it, see main.)"""
+    validation loop's hooks or of the epoch's end would make lstmkit keep Lightning's loop: the
+    validation pass that the module runs itself is timed by wrapping it, see main.)"""
 
     def _mark(self, name: str) -> None:
         MARKS.append((name, time.perf_counter()))
@@ -48,8 +48,6 @@ class Phases(Callback):
     def on_train_batch_end(self, *args) -> None:
         self._mark("steps end")
 
-    def on_train_epoch_end(self, *args) -> None:
-        self._mark("epoch end")
 
 
 def fit_once(seed: int) -> None:

@@ -413,7 +413,7 @@ def test_the_default_keeps_torchs_forget_gate_initialisation_and_old_files_load(
     del data["config"]["network"]["forget_bias"]
     config_file.write_text(json.dumps(data))
     loaded = LanguageModel.load(path)
-    assert loaded.network_.config.forget_bias == 1.0  # what such files were initialised with
+    assert loaded.network_.config.forget_bias == loaded.forget_bias == 1.0  # what such files were initialised with
     assert loaded.generate("the", 20, temperature=0) == char_lm.generate("the", 20, temperature=0)
 
 

@@ -11,13 +11,13 @@ from lstmkit.errors import ConfigError
 from lstmkit.papers import EXPERIMENTS, markdown, run, run_profile, tasks
 from lstmkit.papers.experiments import (
     Setting,
-    _continual_evaluate,
-    _continual_evaluate_network,
-    _gers_correct,
-    _max_error_below,
-    _reber_correct,
-    _stop_when,
-    _wrong_count,
+    continual_evaluate,
+    continual_evaluate_network,
+    gers_correct,
+    max_error_below,
+    reber_correct,
+    stop_when,
+    wrong_count,
 )
 from lstmkit.papers.runner import PaperNet
 
@@ -136,34 +136,34 @@ def test_continual_pieces_form_one_grammatical_stream():
 def test_gers_criterion_needs_every_output_within_049_of_its_target():
     batch = tasks.embedded_reber(RNG, 3)
     good = batch.targets * 0.02 + 0.49  # possible symbols at 0.51, the others at 0.49: just wrong
-    assert not _gers_correct(good, batch).any()
+    assert not gers_correct(good, batch).any()
     good = batch.targets * 0.04 + 0.4801  # 0.5201 and 0.4801: every output within 0.49 of its target
-    assert _gers_correct(good, batch).all()
+    assert gers_correct(good, batch).all()
     # the ranking criterion of Exp 1 accepts outputs that Gers et al.'s rejects: all possible
     # symbols on top, but one of them below 0.5
     ranked = batch.targets * 0.3 + 0.1
-    assert _reber_correct(ranked, batch).all() and not _gers_correct(ranked, batch).any()
+    assert reber_correct(ranked, batch).all() and not gers_correct(ranked, batch).any()
     bad = good.clone()
     step = int(batch.mask[0].nonzero()[0])
     wrong = int((batch.targets[0, step] == 0).nonzero()[0])
     bad[0, step, wrong] = 0.49
-    assert _gers_correct(bad, batch).tolist() == [False, True, True]
+    assert gers_correct(bad, batch).tolist() == [False, True, True]
     # steps without an error signal (the padding of shorter strings) are never wrong
     short = int(batch.lengths.argmin())
     assert batch.lengths[short] < batch.mask.shape[1]
     padded = good.clone()
     padded[short, int(batch.lengths[short]):] = 0.5
-    assert _gers_correct(padded, batch).all()
+    assert gers_correct(padded, batch).all()
 
 
 def test_continual_criterion_counts_consecutive_correct_predictions():
     stream = tasks.continual_reber(RNG, 3000)
     perfect = stream.targets * 0.9 + 0.05
-    assert _continual_evaluate(perfect, stream).success
+    assert continual_evaluate(perfect, stream).success
     bad = perfect.clone()
     wrong = int((stream.targets[0, 1234] == 0).nonzero()[0])
     bad[0, 1234, wrong] = 1.0
-    evaluation = _continual_evaluate(bad, stream)
+    evaluation = continual_evaluate(bad, stream)
     assert not evaluation.success and "1,234 consecutive" in evaluation.detail
 
     class Replay(torch.nn.Module):  # "a network" that replays fixed outputs, carrying its position
@@ -172,12 +172,12 @@ def test_continual_criterion_counts_consecutive_correct_predictions():
             return bad[:, start:start + x.shape[1]], start + x.shape[1]
 
     # pieces of 100, 200, 400, 800 ... steps: the error falls in the fourth
-    assert _continual_evaluate_network(Replay(), stream, first=100) == evaluation
-    assert _continual_evaluate_network(Replay(), stream, first=500, largest=500) == evaluation
-    assert _continual_evaluate_network(Replay(), stream, first=7, largest=64) == evaluation
+    assert continual_evaluate_network(Replay(), stream, first=100) == evaluation
+    assert continual_evaluate_network(Replay(), stream, first=500, largest=500) == evaluation
+    assert continual_evaluate_network(Replay(), stream, first=7, largest=64) == evaluation
     bad = perfect  # the success path: every piece, to the end of the stream
-    assert _continual_evaluate_network(Replay(), stream, first=100).success
-    assert _continual_evaluate_network(Replay(), stream, first=7, largest=64) == _continual_evaluate(perfect, stream)
+    assert continual_evaluate_network(Replay(), stream, first=100).success
+    assert continual_evaluate_network(Replay(), stream, first=7, largest=64) == continual_evaluate(perfect, stream)
 
 
 def test_streamed_evaluation_of_a_real_network_equals_the_whole_stream():
@@ -187,8 +187,8 @@ def test_streamed_evaluation_of_a_real_network_equals_the_whole_stream():
     net = PaperNet(Setting("lstm", "standard", 4, "sgd", 0.1, 1, 0.0), 7, 7)
     stream = tasks.continual_reber(RNG, 1500)
     with torch.no_grad():
-        whole = _continual_evaluate(net(stream.inputs), stream)
-    assert _continual_evaluate_network(net, stream, first=100) == whole
+        whole = continual_evaluate(net(stream.inputs), stream)
+    assert continual_evaluate_network(net, stream, first=100) == whole
 
 
 def test_timed_spikes():
@@ -290,30 +290,30 @@ def test_temporal_order(relevant, windows):
 def test_criteria_golden():
     batch = tasks.adding(RNG, 4, T=100)
     perfect = batch.targets.clone()
-    assert _wrong_count(0.04)(perfect, batch).success
+    assert wrong_count(0.04)(perfect, batch).success
     off = perfect.clone()
     rows = torch.arange(4)
     off[rows, batch.lengths - 1] += 0.05
-    evaluation = _wrong_count(0.04, allowed=3)(off, batch)
+    evaluation = wrong_count(0.04, allowed=3)(off, batch)
     assert not evaluation.success and evaluation.error == 1.0 and "4 of 4 wrong" in evaluation.detail
-    assert _max_error_below(0.25)(perfect + 0.2 * batch.mask.unsqueeze(-1), batch).success
-    assert not _max_error_below(0.25)(perfect + 0.3 * batch.mask.unsqueeze(-1), batch).success
-    assert _max_error_below(0.49)(perfect + 0.48 * batch.mask.unsqueeze(-1), batch).success
-    assert not _max_error_below(0.49)(perfect + 0.5 * batch.mask.unsqueeze(-1), batch).success
-    assert _stop_when(0.01, 0)(np.full(2000, 0.001), np.ones(2000, dtype=bool))
-    assert not _stop_when(0.01, 0)(np.full(2000, 0.001), np.r_[np.ones(1999, dtype=bool), [False]])
-    assert not _stop_when(0.01, 5)(np.full(2000, 0.02), np.ones(2000, dtype=bool))
+    assert max_error_below(0.25)(perfect + 0.2 * batch.mask.unsqueeze(-1), batch).success
+    assert not max_error_below(0.25)(perfect + 0.3 * batch.mask.unsqueeze(-1), batch).success
+    assert max_error_below(0.49)(perfect + 0.48 * batch.mask.unsqueeze(-1), batch).success
+    assert not max_error_below(0.49)(perfect + 0.5 * batch.mask.unsqueeze(-1), batch).success
+    assert stop_when(0.01, 0)(np.full(2000, 0.001), np.ones(2000, dtype=bool))
+    assert not stop_when(0.01, 0)(np.full(2000, 0.001), np.r_[np.ones(1999, dtype=bool), [False]])
+    assert not stop_when(0.01, 5)(np.full(2000, 0.02), np.ones(2000, dtype=bool))
 
 
 def test_reber_criterion_needs_exactly_the_possible_symbols_on_top():
     batch = tasks.embedded_reber(RNG, 3)
     good = batch.targets * 0.9 + 0.05  # allowed symbols on top
-    assert _reber_correct(good, batch).all()
+    assert reber_correct(good, batch).all()
     bad = good.clone()
     step = int(batch.mask[0].nonzero()[0])
     wrong = int((batch.targets[0, step] == 0).nonzero()[0])
     bad[0, step, wrong] = 1.0  # a symbol that cannot follow is now the most active
-    assert _reber_correct(bad, batch).tolist() == [False, True, True]
+    assert reber_correct(bad, batch).tolist() == [False, True, True]
 
 
 def test_smoke_run_and_report():
@@ -329,6 +329,20 @@ def test_smoke_run_and_report():
         run_profile(["reber"], "long")
     with pytest.raises(ConfigError, match=r"unknown setting\(s\) \['modren'\]"):
         run_profile(["reber"], "smoke", settings=["modern", "modren"])
+
+
+def test_the_report_leaves_out_the_level_settings_a_rows_training_does_not_read():
+    # the continual Reber grammar's online learners train on streams that end at the first error:
+    # the whole-sequence level train_steps=500 is not theirs
+    from lstmkit.papers import RunResult
+
+    level = EXPERIMENTS["continual-reber"].levels["quick"][0]
+    results = [RunResult("continual-reber", level, setting, 0, False, 100, 1.0, "max |error| 0.9") for setting in
+               ("paper", "modern")]
+    paper_row, modern_row = [line for line in markdown(results, "smoke").splitlines() if "Gers et al. 2000" in line
+                             and line.startswith("|")]
+    assert "test_steps=1000000" in paper_row and "train_steps" not in paper_row
+    assert "train_steps=500, test_steps=1000000" in modern_row
 
 
 def test_paper_command_writes_a_run_directory(tmp_path):

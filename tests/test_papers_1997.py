@@ -240,7 +240,7 @@ def test_a_continual_reber_training_stream_ends_at_the_first_wrong_prediction():
     same stream through a copy of the network shows that prediction wrong and none before."""
     import copy
 
-    from lstmkit.papers.experiments import _gers_steps_correct
+    from lstmkit.papers.experiments import gers_steps_correct
     from lstmkit.papers.runner import SequenceStream, StreamStart
     from lstmkit.papers.tasks import Batch
 
@@ -256,7 +256,7 @@ def test_a_continual_reber_training_stream_ends_at_the_first_wrong_prediction():
     module._learn_stream(np.random.default_rng(11), None)
     length = module.stream_steps[-1]
     inputs, targets, replay = _replay(before, experiment.online_streams, 11, length, module.config.learning_rate)
-    ok = _gers_steps_correct(torch.from_numpy(replay).unsqueeze(0),
+    ok = gers_steps_correct(torch.from_numpy(replay).unsqueeze(0),
                              Batch(inputs, targets, torch.ones(1, length), torch.tensor([length])))[0]
     assert not ok[-1] and ok[:-1].all()
     torch.testing.assert_close(before.weight, module.network.weight, rtol=0, atol=0)
@@ -303,10 +303,10 @@ def test_a_training_stream_cut_by_the_time_budget_counts_as_one():
 def test_an_online_protocol_has_no_training_stream_rule():
     import dataclasses
 
-    from lstmkit.papers.experiments import _stop_when
+    from lstmkit.papers.experiments import stop_when
 
     with pytest.raises(ConfigError, match="both online_streams and a train_rule"):
-        dataclasses.replace(EXPERIMENTS["continual-reber"], train_rule=_stop_when(0.1, 0))
+        dataclasses.replace(EXPERIMENTS["continual-reber"], train_rule=stop_when(0.1, 0))
 
 
 def test_a_training_stream_runs_across_pieces_up_to_its_cap():

@@ -625,6 +625,21 @@ def test_batch_stream_order_depends_on_seed_and_epoch_only():
 # -- validation without Lightning's loop, checkpoints taken once --------------------------------
 
 
+_INLINE: list[int] = []  # id() of the module of every inline validation pass
+
+
+@pytest.fixture(autouse=True)
+def _count_inline_passes(monkeypatch):
+    original = TaskModule._validate_inline
+    monkeypatch.setattr(TaskModule, "_validate_inline", lambda self: _INLINE.append(id(self)) or original(self))
+    _INLINE.clear()
+
+
+def inline_calls(module: TaskModule) -> int:
+    """How many validation passes ``module`` ran itself (not through Lightning's loop)."""
+    return _INLINE.count(id(module))
+
+
 class ListensToValidation(Callback):
     """A callback of Lightning's validation loop: lstmkit must keep that loop for it."""
 
@@ -658,12 +673,12 @@ def test_inline_validation_gives_the_run_of_lightnings_validation_loop(tmp_path,
     settings = config(max_epochs=5, loggers=("csv",), lr_schedule=schedule, early_stopping_patience=3)
     inline = make_module(settings, cls)
     first = train(inline, tmp_path / "inline")
-    assert inline.inline_validation is not None
+    assert inline_calls(inline) == 5 and inline.inline_validation is None  # the loader is not kept
     listener = ListensToValidation()
     looped = make_module(settings, cls)
     second = fit(looped, BatchStream(TRAIN, BATCH, True, settings.seed, chunk=3), BatchStream(VAL, 16, False),
                  tmp_path / "looped", callbacks=[listener])
-    assert looped.inline_validation is None and listener.epochs == 5
+    assert inline_calls(looped) == 0 and listener.epochs == 5
     assert first.best_score == second.best_score and first.epochs == second.epochs == 5
     assert cls is not Scripted or first.best_score == 0.5
     assert inline.lrs == looped.lrs
@@ -683,7 +698,7 @@ def test_inline_validation_averages_the_metrics_over_the_samples(tmp_path):
     module = make_module(config(max_epochs=1, loggers=("csv",)))
     val = BatchStream(TensorDataset(*(t[:20] for t in VAL.tensors)), 16, False)
     fit(module, BatchStream(TRAIN, BATCH, True, 0, chunk=3), val, tmp_path)
-    assert module.inline_validation is not None
+    assert inline_calls(module) == 1
     x, y = (t[:20] for t in VAL.tensors)
     module.eval()
     with torch.no_grad():
@@ -698,16 +713,43 @@ class OwnValidationStep(Regression):
         super().validation_step(chunk, chunk_idx)
 
 
-@pytest.mark.parametrize("case", ["progress bar", "bf16", "own validation_step", "callback"])
+class OwnEpochEnd(Regression):
+    def on_train_epoch_end(self):
+        super().on_train_epoch_end()
+
+
+class WithCallbacks(Regression):
+    def configure_callbacks(self):
+        return [ListensToValidation()]
+
+
+class ReadsEpochEnd(Callback):
+    """Runs before the module's epoch-end hook: inline, it would see the last epoch's val_loss."""
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        pass
+
+
+@pytest.mark.parametrize("case", ["progress bar", "bf16", "64-bit", "own validation_step", "own epoch end",
+                                  "configure_callbacks", "validation callback", "epoch-end callback",
+                                  "user checkpoint"])
 def test_lightnings_validation_loop_is_kept_whenever_something_may_need_it(tmp_path, case):
-    settings = config(max_epochs=1, progress_bar=case == "progress bar",
-                      precision="bf16-mixed" if case == "bf16" else "32-true")
-    module = make_module(settings, OwnValidationStep if case == "own validation_step" else Regression)
-    callbacks = [ListensToValidation()] if case == "callback" else []
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    precision = {"bf16": "bf16-mixed", "64-bit": "64-true"}.get(case, "32-true")
+    settings = config(max_epochs=1, progress_bar=case == "progress bar", precision=precision)
+    cls = {"own validation_step": OwnValidationStep, "own epoch end": OwnEpochEnd,
+           "configure_callbacks": WithCallbacks}.get(case, Regression)
+    module = make_module(settings, cls)
+    callbacks = {"validation callback": [ListensToValidation()], "epoch-end callback": [ReadsEpochEnd()],
+                 "user checkpoint": [ModelCheckpoint(tmp_path / "mine", monitor="val_loss",
+                                                     save_on_train_epoch_end=False)]}.get(case, [])
     result = fit(module, BatchStream(TRAIN, BATCH, True, 0, chunk=3), BatchStream(VAL, 16, False), tmp_path,
                  callbacks=callbacks)
-    assert module.inline_validation is None
+    assert not inline_calls(module)
     assert result.monitor == "val_loss" and math.isfinite(result.best_score)
+    if case == "user checkpoint":  # it saves at validation end: Lightning's loop must run for it
+        assert list((tmp_path / "mine").glob("*.ckpt"))
 
 
 def test_the_last_checkpoint_reuses_the_best_ones_copy_with_the_same_contents(tmp_path, monkeypatch):
@@ -782,3 +824,38 @@ def test_the_checkpoints_monitor_candidates_are_lightnings_without_the_deep_copy
     for key in ours:
         assert torch.equal(ours[key], theirs[key]) and ours[key].dtype == theirs[key].dtype, key
     assert all(ours[k] is not v for k, v in trainer.callback_metrics.items())  # copies, as Lightning's
+
+
+class NoValLoss(Regression):
+    def validation_metrics(self, batch):
+        return {"val_error": self.step_loss(batch)}
+
+
+def test_validation_metrics_without_val_loss_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match=r"NoValLoss.validation_metrics returned \['val_error'\]; it must include "
+                                          "'val_loss'"):
+        train(make_module(config(max_epochs=1), NoValLoss), tmp_path)
+
+
+class RecordingSampler(EpochSeededSampler):
+    def __init__(self, size):
+        super().__init__(size, 0, shuffle=False)
+        self.epochs = []
+
+    def set_epoch(self, epoch):
+        self.epochs.append(epoch)
+        super().set_epoch(epoch)
+
+
+def test_the_validation_order_sees_the_epoch_as_in_lightnings_loop(tmp_path):
+    # a validation sampler may follow the epoch (Lightning sets it before each pass)
+    seen = []
+    for callbacks in ([], [ListensToValidation()]):
+        sampler = RecordingSampler(len(VAL))
+        module = make_module(config(max_epochs=3))
+        fit(module, BatchStream(TRAIN, BATCH, True, 0, chunk=3), BatchStream(VAL, 16, False, sampler=sampler),
+            tmp_path / str(len(callbacks)), callbacks=callbacks)
+        seen.append((inline_calls(module), sampler.epochs))
+    (inline, inline_epochs), (looped, looped_epochs) = seen
+    assert inline == 3 and looped == 0
+    assert inline_epochs == looped_epochs == [0, 1, 2]

@@ -9,7 +9,8 @@ Example:
     ['gru', 'modern', 'no-forget', 'no-peephole', 'paper', 'rnn']
 """
 
-from lstmkit.papers.experiments import EXPERIMENTS, Experiment, Setting
+from lstmkit.papers.experiments import Experiment, Setting
+from lstmkit.papers.registry import EXPERIMENTS
 from lstmkit.papers.report import PROFILES, markdown, plot_curves, run_profile
 from lstmkit.papers.runner import RunResult, run
 

@@ -1,4 +1,5 @@
-"""The experiments: tasks, success criteria, the papers' figures and their settings.
+"""The experiments' parts: settings, success criteria, training and test data (the experiments
+themselves, with the papers' figures, are registered in :mod:`lstmkit.papers.registry`).
 
 A criterion is the paper's, applied to a fixed test set (or, where the paper stops on the
 training stream, to the most recent training sequences); nothing here is loosened to make a run
@@ -30,7 +31,10 @@ from lstmkit.errors import ConfigError
 from lstmkit.papers import tasks
 from lstmkit.papers.tasks import Batch
 
-__all__ = ["Setting", "Experiment", "EXPERIMENTS", "Evaluation", "OnlineStreams", "test_set", "training_set"]
+__all__ = ["Setting", "Experiment", "Evaluation", "OnlineStreams", "GERS_ERROR", "test_set", "training_set",
+           "max_error_below", "reber_steps_correct", "reber_correct", "reber_evaluate", "gers_steps_correct",
+           "gers_correct", "continual_evaluate", "continual_evaluate_network", "final_within", "wrong_count",
+           "stop_when"]
 
 
 @dataclass(frozen=True)
@@ -126,12 +130,15 @@ class OnlineStreams:
         cap: the longest training stream, in symbols.
         eval_every: training streams between two tests (the stream lengths grow as the network
             learns, so this is fewer than the other experiments' sequences between tests).
+        replaces: the level's settings of the whole-sequence training that this protocol does not
+            read (left out of its rows in the report).
     """
 
     piece: Callable[[np.random.Generator, int], Batch]
     stop_error: float
     cap: int
     eval_every: int
+    replaces: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -179,6 +186,16 @@ class Experiment:
     test_make: Callable[[np.random.Generator, dict], Batch] | None = None
     train_set_size: int | None = None
     online_streams: OnlineStreams | None = None
+
+    def online_for(self, setting: Setting) -> OnlineStreams | None:
+        """The stream protocol ``setting`` trains with: the experiment's, for the online learners
+        (the 1997 network); ``None`` for settings that learn from whole sequences."""
+        return self.online_streams if setting.model == "lstm1997" else None
+
+    def level_shown(self, level: dict, setting: Setting) -> dict:
+        """``level`` without the settings ``setting``'s training does not read."""
+        online = self.online_for(setting)
+        return level if online is None else {k: v for k, v in level.items() if k not in online.replaces}
 
     def __post_init__(self) -> None:
         # the online learners' training streams keep no per-sequence record for a training-stream rule
@@ -253,7 +270,7 @@ def _final(outputs: Tensor, batch: Batch) -> tuple[Tensor, Tensor]:
     return outputs[rows, index], batch.targets[rows, index]
 
 
-def _max_error_below(threshold: float) -> Callable[[Tensor, Batch], Evaluation]:
+def max_error_below(threshold: float) -> Callable[[Tensor, Batch], Evaluation]:
     def evaluate(outputs: Tensor, batch: Batch) -> Evaluation:
         error = ((outputs - batch.targets).abs() * batch.mask.unsqueeze(-1)).amax().item()
         return Evaluation(error < threshold, error, f"max |error| {error:.3f} (criterion < {threshold})")
@@ -261,7 +278,7 @@ def _max_error_below(threshold: float) -> Callable[[Tensor, Batch], Evaluation]:
     return evaluate
 
 
-def _reber_steps_correct(outputs: Tensor, batch: Batch) -> Tensor:
+def reber_steps_correct(outputs: Tensor, batch: Batch) -> Tensor:
     """Per step ``(B, T)``: the possible next symbols are exactly the most active outputs (the
     1997 paper's "the k most active output units", k the number of possible symbols)."""
     k = batch.targets.sum(-1).long()  # (B, T) number of possible next symbols
@@ -272,9 +289,9 @@ def _reber_steps_correct(outputs: Tensor, batch: Batch) -> Tensor:
     return (predicted == batch.targets.bool()).all(-1) | (batch.mask == 0)
 
 
-def _reber_correct(outputs: Tensor, batch: Batch) -> Tensor:
+def reber_correct(outputs: Tensor, batch: Batch) -> Tensor:
     """Per sequence: every step predicted correctly."""
-    return _reber_steps_correct(outputs, batch).all(-1)
+    return reber_steps_correct(outputs, batch).all(-1)
 
 
 def _consecutive_evaluation(run_length: int, total: int) -> Evaluation:
@@ -288,28 +305,28 @@ def _consecutive_evaluation(run_length: int, total: int) -> Evaluation:
 GERS_ERROR = 0.49  # Gers et al. 2000 and 2002: a prediction is wrong when an output is this far from its target
 
 
-def _gers_steps_correct(outputs: Tensor, batch: Batch) -> Tensor:
+def gers_steps_correct(outputs: Tensor, batch: Batch) -> Tensor:
     """Per step ``(B, T)``: every output within 0.49 of its target (Gers et al.'s criterion: each
     possible next symbol's output above 0.51, every other below 0.49)."""
     return ((outputs - batch.targets).abs() < GERS_ERROR).all(-1) | (batch.mask == 0)
 
 
-def _gers_correct(outputs: Tensor, batch: Batch) -> Tensor:
+def gers_correct(outputs: Tensor, batch: Batch) -> Tensor:
     """Per sequence: every step predicted correctly by Gers et al.'s criterion."""
-    return _gers_steps_correct(outputs, batch).all(-1)
+    return gers_steps_correct(outputs, batch).all(-1)
 
 
-def _continual_evaluate(outputs: Tensor, batch: Batch) -> Evaluation:
+def continual_evaluate(outputs: Tensor, batch: Batch) -> Evaluation:
     """Gers et al. 2000: the number of correct predictions in a row from the start of one long
     stream; success is the whole stream (10^6 symbols) without an error."""
-    ok = _gers_steps_correct(outputs, batch)[0]
+    ok = gers_steps_correct(outputs, batch)[0]
     wrong = (~ok).nonzero()
     return _consecutive_evaluation(int(wrong[0]) if len(wrong) else len(ok), len(ok))
 
 
-def _continual_evaluate_network(network: nn.Module, batch: Batch, first: int = 1_000,
+def continual_evaluate_network(network: nn.Module, batch: Batch, first: int = 1_000,
                                 largest: int = 64_000) -> Evaluation:
-    """As :func:`_continual_evaluate`, running the network piece by piece and stopping at the first
+    """As :func:`continual_evaluate`, running the network piece by piece and stopping at the first
     error. The pieces double from ``first`` to ``largest`` steps, so that a test costs about as
     many steps as the network predicts correctly, not 10^6."""
     total = batch.inputs.shape[1]
@@ -319,7 +336,7 @@ def _continual_evaluate_network(network: nn.Module, batch: Batch, first: int = 1
             part = Batch(*(t[:, done:done + piece] for t in (batch.inputs, batch.targets, batch.mask)),
                          lengths=batch.lengths)
             outputs, state = network.run(part.inputs, state)
-            wrong = (~_gers_steps_correct(outputs, part)[0]).nonzero()
+            wrong = (~gers_steps_correct(outputs, part)[0]).nonzero()
             if len(wrong):
                 return _consecutive_evaluation(done + int(wrong[0]), total)
             done += part.inputs.shape[1]
@@ -327,13 +344,13 @@ def _continual_evaluate_network(network: nn.Module, batch: Batch, first: int = 1
     return _consecutive_evaluation(done, total)
 
 
-def _reber_evaluate(outputs: Tensor, batch: Batch) -> Evaluation:
-    ok = _reber_correct(outputs, batch)
+def reber_evaluate(outputs: Tensor, batch: Batch) -> Evaluation:
+    ok = reber_correct(outputs, batch)
     wrong = int((~ok).sum())
     return Evaluation(wrong == 0, wrong / len(ok), f"{wrong} of {len(ok)} strings with a wrong prediction")
 
 
-def _final_within(threshold: float) -> Callable[[Tensor, Batch], Tensor]:
+def final_within(threshold: float) -> Callable[[Tensor, Batch], Tensor]:
     def correct(outputs: Tensor, batch: Batch) -> Tensor:
         predicted, target = _final(outputs, batch)
         return ((predicted - target).abs() < threshold).all(-1)
@@ -341,8 +358,8 @@ def _final_within(threshold: float) -> Callable[[Tensor, Batch], Tensor]:
     return correct
 
 
-def _wrong_count(threshold: float, allowed: int = 0) -> Callable[[Tensor, Batch], Evaluation]:
-    correct = _final_within(threshold)
+def wrong_count(threshold: float, allowed: int = 0) -> Callable[[Tensor, Batch], Evaluation]:
+    correct = final_within(threshold)
 
     def evaluate(outputs: Tensor, batch: Batch) -> Evaluation:
         ok = correct(outputs, batch)
@@ -356,7 +373,7 @@ def _wrong_count(threshold: float, allowed: int = 0) -> Callable[[Tensor, Batch]
     return evaluate
 
 
-def _stop_when(max_mse: float, max_wrong: int) -> Callable[[np.ndarray, np.ndarray], bool]:
+def stop_when(max_mse: float, max_wrong: int) -> Callable[[np.ndarray, np.ndarray], bool]:
     """The papers' training-stream rule: mean squared error of the recent sequences below
     ``max_mse`` and at most ``max_wrong`` of them wrong."""
 
@@ -364,346 +381,3 @@ def _stop_when(max_mse: float, max_wrong: int) -> Callable[[np.ndarray, np.ndarr
         return float(np.mean(errors)) < max_mse and int((~correct).sum()) <= max_wrong
 
     return rule
-
-
-# -- the experiments --------------------------------------------------------------------------
-
-
-_LOSS_LABEL = {"squared": "squared error", "cross-entropy": "cross-entropy"}
-
-
-def _modern(hidden: int = 32, forget_bias: float = 3.0, loss: str = "cross-entropy", **extra) -> Setting:
-    """Adam, mini-batches, the standard cell, and cross-entropy for 0/1 targets (squared error for
-    the value targets of Exp 4 and 5). Forget-gate bias +3 for the long-lag tasks (what a
-    practitioner sets for long lags: with +1 the carried state decays by about 0.73 per step; on
-    this machine kind the adding problem at T = 100 got to 2/2560 wrong in 168,000 sequences with +3
-    and stayed at 2152/2560 with +1); the Reber grammar's short lags keep +1."""
-    return Setting(
-        "lstm",
-        "standard",
-        hidden,
-        "adam",
-        3e-3,
-        32,
-        1.0,
-        forget_bias=forget_bias,
-        label=f"modern: standard LSTM, Adam, batch 32, {_LOSS_LABEL[loss]}",
-        loss=loss,
-        **extra,
-    )
-
-
-def _baselines(hidden: int = 32, loss: str = "cross-entropy") -> dict[str, Setting]:
-    """The modern setting's training (and loss) for an Elman RNN and a GRU."""
-    return {
-        model: Setting(model, "", hidden, "adam", 3e-3, 32, 1.0, label=f"{name}, Adam, batch 32, {_LOSS_LABEL[loss]}",
-                       loss=loss)
-        for model, name in (("rnn", "Elman RNN"), ("gru", "GRU"))
-    }
-
-
-_CELL_NAMES = {"": "1997 LSTM", "forget": "LSTM with forget gates", "peephole": "peephole LSTM with forget gates"}
-
-
-def _paper1997(blocks: int, cells: int, learning_rate: float, init_range: float, extra: str = "", cell: str = "",
-               **biases) -> Setting:
-    """A paper setting on the 1997 network (``cell``: with the 2000 paper's forget gates or the 2002
-    paper's peepholes too), learning online with the truncated gradient."""
-    shape = f"{blocks} block{'s' if blocks > 1 else ''} x {cells} cell{'s' if cells > 1 else ''}"
-    return Setting("lstm1997", cell, blocks, "sgd", learning_rate, 1, 0.0, cells=cells, init_range=init_range,
-                   label=f"paper: {_CELL_NAMES[cell]}, {shape}{extra}, truncated RTRL, online lr {learning_rate:g}, "
-                         f"weights in +-{init_range:g}", **biases)
-
-
-EXPERIMENTS: dict[str, Experiment] = {}
-# Gers et al. 2000's block-wise gate biases: input and output gates -0.5, -1, -1.5, -2, forget gates the opposite
-_GERS_GATE_BIASES = (-0.5, -1.0, -1.5, -2.0)
-# the connectivity that gives the 424 weights reported for Gers et al. 2000's network (4 blocks of 2
-# cells, 7 inputs and outputs): only the cells' outputs fed back, biased gates, unbiased cells,
-# biased output units with direct input-to-output connections
-_GERS_2000_NETWORK = {"gate_recurrence": False, "cell_bias": False, "output_unit_bias": True, "shortcut": True}
-
-
-def _register(experiment: Experiment) -> None:
-    EXPERIMENTS[experiment.key] = experiment
-
-
-_register(
-    Experiment(
-        "reber",
-        "1997 Exp 1: embedded Reber grammar, next-symbol prediction",
-        make=lambda rng, batch, level: tasks.embedded_reber(rng, batch),
-        evaluate=_reber_evaluate,
-        test_size=256,
-        levels={"quick": [{}], "full": [{}]},
-        paper={
-            "": "4 blocks x 1 cell, lr 0.1: 100% of trials after 39,740 sequences; 3 x 2, lr 0.5: 100% after 8,440; "
-            "RTRL: some fraction; Elman: 0%"
-        },
-        settings={
-            # the paper's fastest row (3 blocks of 2 cells, lr 0.5: 8,440 sequences in 100% of trials)
-            "paper": _paper1997(3, 2, 0.5, 0.2, output_gate_bias=(-1.0, -2.0, -3.0)),
-            "modern": _modern(forget_bias=1.0),
-            **_baselines(),
-        },
-        correct=_reber_correct,
-        train_set_size=256,
-        notes="the paper's protocol: training strings are picked at random from a fixed set of 256, and a run "
-        "succeeds when every string of that set and of 256 other strings (none of them in the training set) is "
-        "predicted right",
-    )
-)
-
-_register(
-    Experiment(
-        "lag-2a",
-        "1997 Exp 2a: noise-free sequences with long time lags",
-        make=lambda rng, batch, level: tasks.long_lag(rng, batch, level["p"], "a"),
-        evaluate=_max_error_below(0.25),
-        test_size=64,
-        levels={"quick": [{"p": 100}], "full": [{"p": 100}]},
-        paper={"p=100": "LSTM: 100% success after 5,040 sequences (max |output error| < 0.25)"},
-        settings={
-            "paper": _paper1997(1, 1, 1.0, 0.2, " + input-output connections", input_bias=-1.0, shortcut=True),
-            "modern": _modern(16),
-            **_baselines(16),
-        },
-        notes="the paper setting's network has direct input-to-output connections beside its one cell: the "
-        "deterministic middle symbols are predicted from the input, the cell only has to carry the first symbol "
-        "(weights in +-0.2, input-gate bias -1, no biases elsewhere: lstmkit's reading, not checked against the paper)",
-    )
-)
-
-_register(
-    Experiment(
-        "lag-2b",
-        "1997 Exp 2b: long time lags, random middle",
-        make=lambda rng, batch, level: tasks.long_lag(rng, batch, level["p"], "b"),
-        evaluate=_max_error_below(0.25),
-        test_size=256,
-        levels={"quick": [{"p": 100}], "full": [{"p": 100}]},
-        paper={"p=100": "LSTM: 100% success after 5,680 sequences"},
-        settings={
-            "paper": _paper1997(1, 1, 1.0, 0.2, input_bias=-1.0),
-            # input-gate bias -3 (the 1997 paper's negative input-gate biases): with the gate half open
-            # every random middle symbol writes into the cell; side checks learned 3/3 seeds with it and
-            # 0/1 without (benchmarks/paper_side_checks.py, docs/papers.md)
-            "modern": _modern(16, input_bias=-3.0),
-            **_baselines(16),
-        },
-        notes="only the final prediction carries an error signal (the random middle is unpredictable). The paper "
-        "setting's weights in +-0.2, input-gate bias -1 and no biases elsewhere are lstmkit's reading, not checked "
-        "against the paper",
-    )
-)
-
-_register(
-    Experiment(
-        "lag-2c",
-        "1997 Exp 2c: very long time lags, no local regularities",
-        make=lambda rng, batch, level: tasks.long_lag(rng, batch, level["p"], "c"),
-        evaluate=_max_error_below(0.2),
-        test_size=10_000,
-        levels={"quick": [{"p": 100}], "full": [{"p": p} for p in (50, 100, 200, 500, 1000)]},
-        paper={
-            "": "q = p from 50 to 1000: success after 30,000 to 49,000 sequences (max |error| < 0.2 over 10,000 "
-            "sequences)"
-        },
-        settings={
-            "paper": _paper1997(2, 1, 0.01, 0.2, input_bias=-1.0),
-            "modern": _modern(16),
-            **_baselines(16),
-        },
-        notes="the distractor part has exactly q = p steps (the paper draws the position of e at random, about q "
-        "steps after the start). The paper setting's 2 blocks of 1 cell, weights in +-0.2 and input-gate bias -1 "
-        "are lstmkit's reading, not checked against the paper",
-    )
-)
-
-_register(
-    Experiment(
-        "noise-3a",
-        "1997 Exp 3a: noise and signal on one channel (two-sequence problem)",
-        make=lambda rng, batch, level: tasks.two_sequence(rng, batch, level["T"], level["N"]),
-        evaluate=_wrong_count(0.2),
-        test_size=256,
-        levels={"quick": [{"T": 100, "N": 3}], "full": [{"T": 100, "N": 3}]},
-        paper={"T=100": "LSTM: 27,380 sequences until none of 256 test sequences is misclassified (|error| > 0.2)"},
-        settings={
-            "paper": _paper1997(3, 1, 1.0, 0.1, input_bias=(-1.0, -3.0, -5.0), output_gate_bias=(-2.0, -4.0, -6.0),
-                                cell_bias=True, output_unit_bias=True),
-            "modern": _modern(16),
-            **_baselines(16),
-        },
-        correct=_final_within(0.2),
-        notes="the paper setting's gate biases are the paper's (input -1, -3, -5; output -2, -4, -6); that the cells "
-        "and the output unit are biased, and weights in +-0.1, are lstmkit's reading",
-    )
-)
-
-# success: the paper's training-stream stopping rule is met and the test result is at least the
-# paper's (its wrong count on 2560 test sequences)
-for _key, _make, _title, _paper, _rule, _allowed, _lr in (
-    (
-        "adding",
-        tasks.adding,
-        "1997 Exp 4: the adding problem",
-        {
-            "T=100": "74,000 sequences, 1/2560 test sequences wrong",
-            "T=500": "209,000 sequences",
-            "T=1000": "853,000 sequences",
-        },
-        _stop_when(0.01, 0),
-        1,
-        0.5,
-    ),
-    (
-        "multiplication",
-        tasks.multiplication,
-        "1997 Exp 5: the multiplication problem",
-        {"T=100": "482,000 sequences, 139/2560 test sequences wrong, MSE 0.0223"},
-        _stop_when(0.01, 139),
-        139,
-        0.1,
-    ),
-):
-    _register(
-        Experiment(
-            _key,
-            _title,
-            make=lambda rng, batch, level, _m=_make: _m(rng, batch, level["T"]),
-            evaluate=_wrong_count(0.04, _allowed),
-            test_size=2560,
-            levels={
-                "quick": [{"T": 100}],
-                "full": [{"T": 100}, {"T": 500}, {"T": 1000}] if _key == "adding" else [{"T": 100}],
-            },
-            paper=_paper,
-            settings={
-                # 2 inputs, 2 blocks of 2 cells, 1 output, every non-input unit biased: the paper's 93 weights
-                "paper": _paper1997(2, 2, _lr, 0.1, input_bias=(-3.0, -6.0), cell_bias=True, output_unit_bias=True),
-                "modern": _modern(64, input_bias=-3.0, loss="squared"),  # value targets
-                **_baselines(64, loss="squared"),
-            },
-            correct=_final_within(0.04),
-            train_rule=_rule,
-            notes="modern settings start every input-gate bias at -3 (the paper: -3 and -6 for its two blocks) and "
-            "add forget-gate bias +3: with default "
-            "initialisation a standard LSTM does not leave the plateau of T = 100 within 1.3M sequences "
-            "(measured on this machine kind)",
-        )
-    )
-
-for _key, _relevant in (("order-6a", 2), ("order-6b", 3)):
-    _register(
-        Experiment(
-            _key,
-            f"1997 Exp 6{'a' if _relevant == 2 else 'b'}: temporal order, {_relevant} relevant symbols",
-            make=lambda rng, batch, level, _r=_relevant: tasks.temporal_order(rng, batch, _r),
-            evaluate=_wrong_count(0.3, _relevant - 1),
-            test_size=2560,
-            levels={"quick": [{}], "full": [{}]},
-            paper={"": "31,390 sequences, 1/2560 wrong" if _relevant == 2 else "571,100 sequences, 2/2560 wrong"},
-            settings={
-                "paper": _paper1997(_relevant, 2, 0.5 if _relevant == 2 else 0.1, 0.1,
-                                    input_bias=(-2.0, -4.0, -6.0)[:_relevant], cell_bias=True, output_unit_bias=True),
-                "modern": _modern(32),
-                **_baselines(32),
-            },
-            correct=_final_within(0.3),
-            train_rule=_stop_when(0.1, 0),
-            notes="the paper setting's input-gate biases -2, -4 (-6) per block, weights in +-0.1 and biased cells and "
-            "outputs are lstmkit's reading, not checked against the paper",
-        )
-    )
-
-_register(
-    Experiment(
-        "continual-reber",
-        "Gers et al. 2000: continual embedded Reber grammar (no resets)",
-        make=lambda rng, batch, level: tasks.continual_reber(rng, level["train_steps"], batch),
-        evaluate=_continual_evaluate,
-        evaluate_network=_continual_evaluate_network,
-        test_make=lambda rng, level: tasks.continual_reber(rng, level["test_steps"]),
-        test_size=1,
-        levels={"quick": [{"train_steps": 500, "test_steps": 10**6}],
-                "full": [{"train_steps": 500, "test_steps": 10**6}]},
-        paper={"": "LSTM without forget gates: 0% of runs; with forget gates: 18% of runs reach 10^6 consecutive "
-                   "correct predictions (62% with learning-rate decay)"},
-        settings={
-            # 4 blocks of 2 cells; input- and output-gate biases -0.5, -1, -1.5, -2 and forget-gate biases
-            # +0.5 ... +2 by block, weights in +-0.2, lr 0.5; the connectivity of the paper's 424 weights
-            "paper": _paper1997(4, 2, 0.5, 0.2, " + input-output connections", cell="forget",
-                                input_bias=_GERS_GATE_BIASES, output_gate_bias=_GERS_GATE_BIASES,
-                                forget_bias=tuple(-b for b in _GERS_GATE_BIASES), **_GERS_2000_NETWORK),
-            "no-forget": _paper1997(4, 2, 0.5, 0.2, " + input-output connections", input_bias=_GERS_GATE_BIASES,
-                                    output_gate_bias=_GERS_GATE_BIASES, **_GERS_2000_NETWORK),
-            "modern": _modern(32, forget_bias=1.0),
-            **_baselines(32),
-        },
-        correct=_gers_correct,
-        online_streams=OnlineStreams(piece=tasks.continual_reber_piece, stop_error=GERS_ERROR,
-                                     cap=10**6, eval_every=100),
-        notes="a run succeeds when a test stream of 10^6 symbols, from the network's initial state, is predicted "
-        "without one error (the paper's 10^6 consecutive correct predictions); a prediction is correct when every "
-        "output is within 0.49 of its target (1 for each possible next symbol, 0 for the others: Gers et al.'s "
-        "criterion, as lstmkit reads the paper). Paper settings: the 1997 network of Exp 1 with a forget gate per "
-        "block (and without, for the comparison), learning online after every step with the truncated gradient, "
-        "on the paper's protocol: one endless stream, a training stream ending at the first wrong prediction (or "
-        "after 10^6 symbols) and the network reset for the next; sequences here count training streams, with a "
-        "test after every 100 (the paper: after each, on 10 test streams). No learning-rate decay (the paper's "
-        "62% row: its schedule could not be checked here). The network's connectivity is the one that gives the "
-        "424 weights reported for the paper's network (by a published summary of the paper; lstmkit could not "
-        "check the paper itself): only the cells' outputs are fed back (not the gates'), the gates and output units "
-        "are biased and the cells not, and the inputs also reach the output units directly. The other settings "
-        "learn from streams of 500 symbols, each from the initial state, with full backpropagation through time",
-    )
-)
-
-_TIMING_NOTES = ("Paper settings: 1 block of 1 cell on the 1997 network with a forget gate and peepholes, with a "
-                 "forget gate only (no-peephole), or (GTS, no-forget) the 1997 cell with neither, learning online with "
-                 "the truncated gradient. The 2002 paper's learning rate and initialisation are not reproduced here: "
-                 "lstmkit's choice is lr 0.1, weights in +-0.1 with no preset gate biases, biased cell and output "
-                 "unit, for every 1-cell setting; the cell keeps the 1997 squashing functions g and h (not checked "
-                 "against the 2002 paper); the cell's output goes through one sigmoid output unit")
-
-
-def _timing_settings(no_forget: bool) -> dict[str, Setting]:
-    """The 2002 paper's comparison: peephole LSTM, LSTM without peepholes, (GTS) without forget gate."""
-    settings = {"paper": _paper1997(1, 1, 0.1, 0.1, cell="peephole", cell_bias=True, output_unit_bias=True),
-                "no-peephole": _paper1997(1, 1, 0.1, 0.1, cell="forget", cell_bias=True, output_unit_bias=True)}
-    if no_forget:
-        settings["no-forget"] = _paper1997(1, 1, 0.1, 0.1, cell_bias=True, output_unit_bias=True)
-    return {**settings, "modern": _modern(16, forget_bias=1.0), **_baselines(16)}
-
-_register(
-    Experiment(
-        "timing-gts",
-        "Gers et al. 2002: generating timed spikes (GTS)",
-        make=lambda rng, batch, level: tasks.timed_spikes(rng, batch, level["T"]),
-        evaluate=_max_error_below(0.49),
-        test_size=1,
-        levels={"quick": [{"T": 10}], "full": [{"T": 10}, {"T": 50}]},
-        paper={"": "1 block of 1 cell; success when every output is within 0.49 of its target; peephole LSTM "
-                   "learns to generate the spikes; without a forget gate the task fails"},
-        settings=_timing_settings(no_forget=True),
-        notes="one input spike at step 0, then an output spike every T steps for 10 spikes; every step carries "
-        "an error signal. " + _TIMING_NOTES,
-    )
-)
-
-_register(
-    Experiment(
-        "timing-msd",
-        "Gers et al. 2002: measuring spike delays (MSD)",
-        make=lambda rng, batch, level: tasks.spike_delays(rng, batch, tuple(level["intervals"])),
-        evaluate=_max_error_below(0.49),
-        test_size=256,
-        levels={"quick": [{"intervals": (49, 50)}], "full": [{"intervals": (49, 50)}]},
-        paper={"": "peephole LSTM learns to tell spikes 49 from 50 steps apart without short training exemplars; "
-                   "1 block of 1 cell, success when every output is within 0.49 of its target"},
-        settings=_timing_settings(no_forget=False),
-        notes="4 input spikes T steps apart (T 49 or 50), the first after a random offset; at each later spike "
-        "the output must be 0 (49) or 1 (50). " + _TIMING_NOTES,
-    )
-)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lstmkit.errors import ConfigError
-from lstmkit.papers.experiments import EXPERIMENTS
+from lstmkit.papers.registry import EXPERIMENTS
 from lstmkit.papers.runner import RunResult, run
 
 __all__ = ["PROFILES", "Profile", "run_profile", "markdown", "plot_curves"]
@@ -120,11 +120,13 @@ def markdown(results: Sequence[RunResult], profile: str) -> str:
     rows: dict[tuple, list[RunResult]] = {}
     for r in results:
         rows.setdefault((r.experiment, _level_name(r.level), r.setting), []).append(r)
-    for (key, level_name, setting), group in rows.items():
+    for (key, _, setting), group in rows.items():
         experiment = EXPERIMENTS[key]
         won = [r for r in group if r.success]
         median = f"{statistics.median(r.sequences for r in won):,.0f}" if won else \
             f"not reached ({max(r.sequences for r in group):,} seen)"
+        # the level as the row's training reads it (the online learners' rows leave out train_steps)
+        level_name = _level_name(experiment.level_shown(group[0].level, experiment.settings[setting]))
         lines.append(f"| {experiment.title} | {level_name or '-'} | {experiment.settings[setting].description} | "
                      f"{len(won)}/{len(group)} | {median} | {statistics.median(r.budget for r in group):.0f} s | "
                      f"{group[-1].evaluation} | "

@@ -311,7 +311,7 @@ def run(experiment: Experiment, level: dict, setting_key: str, seed: int, max_se
     """Train one network until the criterion is met or the budget (sequences or seconds) is spent."""
     setting = experiment.settings[setting_key]
     # the online learners follow the paper's stream protocol where the experiment has one
-    online = experiment.online_streams if setting.model == "lstm1997" else None
+    online = experiment.online_for(setting)
     if online is not None:
         eval_every = min(eval_every, online.eval_every)
     per_epoch = max(setting.batch, eval_every // setting.batch * setting.batch)

@@ -70,7 +70,7 @@ class IntervalCheckpoint(ModelCheckpoint):
         moment = (trainer.global_step, trainer.current_epoch, trainer.fit_loop.epoch_progress.current.processed,
                   getattr(module, "_current_fx_name", None), self.save_weights_only)
         other = self.share_with._taken if self.share_with is not None else None
-        if other is not None and other[0] == moment and not self.save_weights_only:
+        if other is not None and other[0] == moment and not self.save_weights_only and _plain_saves(trainer):
             # taken in the same hook of the same step: only the callbacks' states (this one's
             # best path, say) can have changed since
             checkpoint = dict(other[2])
@@ -86,6 +86,10 @@ class IntervalCheckpoint(ModelCheckpoint):
         if self._taken is None or self._taken[1] != filepath:
             return None
         return self._taken[2]
+
+    def forget(self) -> None:
+        """Drop the copy kept for :meth:`taken` (the pending writes are not affected)."""
+        self._taken = None
 
     def _monitor_candidates(self, trainer: L.Trainer) -> dict[str, torch.Tensor]:
         # Lightning's, with each tensor cloned instead of the whole dict deep-copied (for every
@@ -118,6 +122,19 @@ class IntervalCheckpoint(ModelCheckpoint):
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         super().on_exception(trainer, pl_module, exception)
         self.flush(trainer)
+
+
+def _plain_saves(trainer: L.Trainer) -> bool:
+    """Whether no callback and no module adds to a checkpoint beyond lstmkit's own (the random
+    generators' state, the same at both saves of one hook): a shared copy then has everything."""
+    from lightning.pytorch.callbacks import Callback
+    from lightning.pytorch.utilities.model_helpers import is_overridden
+
+    from lstmkit.train.module import TaskModule
+
+    module = trainer.lightning_module
+    return (not is_overridden("on_save_checkpoint", module, TaskModule)
+            and not any(is_overridden("on_save_checkpoint", c, Callback) for c in trainer.callbacks))
 
 
 _IMMUTABLE = (int, float, bool, str, bytes, type(None))

@@ -29,7 +29,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import Callback, EarlyStopping, RichProgressBar
 from torch.utils.data import Dataset, default_collate
 
 from lstmkit.errors import DataError, TrainingError
@@ -248,7 +248,8 @@ def _fit(module: TaskModule, train_loader: BatchStream, val_loader: BatchStream 
         # the config's seed decides dropout and any other draw during training, whatever the caller
         # did with the generators before; a resumed run then takes their state from the checkpoint
         L.seed_everything(config.seed, verbose=False)
-        inline = val_loader is not None and _inline_validation(trainer, module)
+        own = [checkpoint, last] + ([early] if early is not None else [])
+        inline = val_loader is not None and _inline_validation(trainer, module, own)
         module.inline_validation = val_loader if inline else None
         started = time.perf_counter()
         try:
@@ -258,6 +259,8 @@ def _fit(module: TaskModule, train_loader: BatchStream, val_loader: BatchStream 
             restored = _restore_best(module, checkpoint, last)
             where = f"; the best weights so far ({restored}) were restored" if restored else ""
             raise TrainingError(f"{error}{where}") from None
+        finally:
+            module.inline_validation = None  # the loader is not kept with the trained module
     _restore_best(module, checkpoint, last)
     best = checkpoint.best_model_score
     return FitResult(
@@ -274,37 +277,41 @@ def _fit(module: TaskModule, train_loader: BatchStream, val_loader: BatchStream 
 
 _VALIDATION_HOOKS = ("on_validation_start", "on_validation_end", "on_validation_epoch_start",
                      "on_validation_epoch_end", "on_validation_batch_start", "on_validation_batch_end")
+# module hooks of Lightning's validation loop and batch transfer, and the epoch-end hook the inline
+# pass runs in, which a subclass must not have changed
+_MODULE_HOOKS = ("validation_step", "on_validation_start", "on_validation_end", "on_validation_batch_start",
+                 "on_validation_batch_end", "on_validation_model_eval", "on_validation_model_train",
+                 "on_validation_model_zero_grad", "on_train_epoch_end", "transfer_batch_to_device",
+                 "on_before_batch_transfer", "on_after_batch_transfer", "configure_callbacks")
 
 
-def _inline_validation(trainer: L.Trainer, module: TaskModule) -> bool:
+def _inline_validation(trainer: L.Trainer, module: TaskModule, own: Sequence[Callback]) -> bool:
     """Whether the module may run validation itself at the end of each training epoch
     (:meth:`TaskModule._validate_inline`) instead of Lightning's validation loop.
 
-    Only when that changes nothing but the time taken: one process in plain 32/64-bit precision
-    (no sharding, gathering or autocast to reproduce), the module's validation step and model-mode
-    hooks its own, and no callback using the loop's hooks except the checkpoints, early stopping and
-    the timer, which act at the end of the training epoch either way. A progress bar (which shows
-    the validation pass) or any other callback of the loop keeps Lightning's loop.
+    Only when that changes nothing but the time taken: one process on the CPU in plain 32-bit
+    precision (no device transfer, input conversion, sharding or autocast to reproduce), the
+    module's validation, batch-transfer and epoch-end hooks TaskModule's own, and no callback of the
+    loop's hooks or of the epoch's end (which would run before the inline pass, and see the last
+    epoch's metrics) besides ``own`` (the engine's checkpoints and early stopping, which act at
+    the end of the training epoch either way) and Lightning's timer. A progress bar (which shows
+    the validation pass), a user's checkpoint or any other such callback keeps Lightning's loop.
     """
     from lightning.pytorch.callbacks import Timer
-    from lightning.pytorch.plugins.precision import DoublePrecision, Precision
+    from lightning.pytorch.plugins.precision import Precision
     from lightning.pytorch.strategies import SingleDeviceStrategy
     from lightning.pytorch.utilities.model_helpers import is_overridden
 
-    if type(trainer.strategy) is not SingleDeviceStrategy or type(trainer.precision_plugin) not in (Precision,
-                                                                                                   DoublePrecision):
+    if (type(trainer.strategy) is not SingleDeviceStrategy or trainer.strategy.root_device.type != "cpu"
+            or type(trainer.precision_plugin) is not Precision):
         return False
-    module_hooks = ("validation_step", "on_validation_start", "on_validation_end", "on_validation_batch_start",
-                    "on_validation_batch_end", "on_validation_model_eval", "on_validation_model_train")
-    if any(is_overridden(hook, module, TaskModule) for hook in module_hooks):
+    if any(is_overridden(hook, module, TaskModule) for hook in _MODULE_HOOKS):
         return False
-    known = (ModelCheckpoint, EarlyStopping, Timer)
     for callback in trainer.callbacks:
-        for hook in _VALIDATION_HOOKS:
-            implementation = getattr(type(callback), hook)
-            if implementation is not getattr(Callback, hook) and not any(
-                    implementation is getattr(cls, hook) for cls in known):
-                return False
+        if any(callback is known for known in own) or type(callback) is Timer:
+            continue
+        if any(is_overridden(hook, callback, Callback) for hook in (*_VALIDATION_HOOKS, "on_train_epoch_end")):
+            return False
     return True
 
 
@@ -316,4 +323,6 @@ def _restore_best(module: TaskModule, best: IntervalCheckpoint, last: IntervalCh
     taken = best.taken(path) or last.taken(path)
     checkpoint = taken if taken is not None else torch.load(path, map_location="cpu", weights_only=True)
     module.load_state_dict(checkpoint["state_dict"])
+    best.forget()
+    last.forget()
     return path

@@ -237,28 +237,38 @@ class TaskModule(L.LightningModule):
         CPU. It does what the loop does: eval mode, no gradients, the epoch hooks, every metric
         of :meth:`validation_metrics` averaged over the samples (weighted by batch size) and
         logged for the progress bar, the loggers, early stopping and the checkpoints, which act on
-        it at the end of the same epoch.
+        it at the end of the same epoch. Two visible differences: the CSV log has ``val_loss`` on
+        the row of the epoch's ``train_loss`` (the loop writes its own row), and
+        ``trainer.validating`` stays false.
         """
+        batches = self.inline_validation
+        sampler = getattr(batches, "sampler", None)
+        if callable(getattr(sampler, "set_epoch", None)):
+            sampler.set_epoch(self.current_epoch)  # as Lightning sets it (some validation orders follow it)
         modes = [(m, m.training) for m in self.modules()]
-        self.on_validation_epoch_start()
         self.eval()
         sums: dict[str, Tensor] = {}
         count = 0
         try:
             with torch.no_grad():  # as Lightning's validation during fit (not inference mode)
-                for chunk in self.inline_validation or ():
+                self.on_validation_epoch_start()
+                for chunk in batches or ():
                     for batch in chunk:
                         size = self.batch_size_of(batch)
                         for name, value in self.validation_metrics(batch).items():
-                            weighted = value.detach().mean() * size
+                            value = value.detach()
+                            weighted = (value if value.is_floating_point() else value.float()).mean() * size
                             sums[name] = sums[name] + weighted if name in sums else weighted
                         count += size
+                if "val_loss" not in sums:
+                    raise ConfigError(f"{type(self).__name__}.validation_metrics returned {sorted(sums)}; it must "
+                                      "include 'val_loss' (what early stopping and the best checkpoint watch)")
+                for name, total in sums.items():
+                    self.log(name, total / count, prog_bar=True, on_step=False, on_epoch=True)
+                self.on_validation_epoch_end()
         finally:
             for module, mode in modes:
                 module.training = mode
-        for name, total in sums.items():
-            self.log(name, total / count, prog_bar=True, on_step=False, on_epoch=True)
-        self.on_validation_epoch_end()
 
     @property
     def _has_validation(self) -> bool:
