@@ -28,6 +28,8 @@ thing at a time to find why a row fails.
     # the 1997 network itself (lstmkit.papers.lstm1997: blocks, truncated RTRL, a change every step):
     python benchmarks/paper_side_checks.py reber1997 --blocks 4 --cells 1 --lr 0.1 --seed 0   # and 1, 2
     python benchmarks/paper_side_checks.py reber1997 --blocks 4 --cells 1 --lr 0.5 --seed 0   # and 1, 2
+    python benchmarks/paper_side_checks.py reber1997 --blocks 3 --cells 2 --lr 0.5 --seed 0   # and 1, 2
+    python benchmarks/paper_side_checks.py reber1997 --blocks 3 --cells 2 --lr 0.5 --input-bias -1 -2 -3
     python benchmarks/paper_side_checks.py lag1997 --budget 150                               # Exp 2a
     # the continual embedded Reber grammar's paper network (forget gates), and two earlier readings:
     python benchmarks/paper_side_checks.py cerg2000
@@ -199,7 +201,7 @@ def reber1997(args: argparse.Namespace) -> None:
 
     experiment = EXPERIMENTS["reber"]
     torch.manual_seed(args.seed)
-    net = Network1997(7, 7, args.blocks, args.cells, 0.2,
+    net = Network1997(7, 7, args.blocks, args.cells, 0.2, input_gate_bias=args.input_bias or None,
                       output_gate_bias=[-float(k) for k in range(1, args.blocks + 1)])
     test = experiment.make(np.random.default_rng(99), 256, {})
     rng = np.random.default_rng(args.seed)
@@ -212,7 +214,9 @@ def reber1997(args: argparse.Namespace) -> None:
             with torch.no_grad():
                 evaluation = experiment.evaluate(net(test.inputs), test)
             if evaluation.success or seen % 10_000 == 0:
-                print(f"{time.time() - start:4.0f}s seen {seen:6d} {evaluation.detail}", flush=True)
+                largest = max(float(p.detach().abs().max()) for p in net.parameters())
+                print(f"{time.time() - start:4.0f}s seen {seen:6d} {evaluation.detail}; largest |weight| "
+                      f"{largest:.1f}", flush=True)
             if evaluation.success:
                 print("SOLVED", seen)
                 break
@@ -311,6 +315,8 @@ def main(argv: list[str] | None = None) -> None:
                    0.1, 60.0)
     four.add_argument("--blocks", type=int, default=4)
     four.add_argument("--cells", type=int, default=1)
+    four.add_argument("--input-bias", type=float, nargs="*",
+                      help="input-gate biases, one per block (default: drawn like the weights, as in the paper)")
     _online(commands.add_parser("lag1997", help="Exp 2a with the 1997 network"), lag1997, 1.0, 150.0)
     five = commands.add_parser("cerg2000", help="the continual Reber grammar's paper network")
     five.add_argument("--lr", type=float, default=0.5)
