@@ -691,6 +691,11 @@ def test_inline_validation_gives_the_run_of_lightnings_validation_loop(tmp_path,
                 for path in (tmp_path / "inline", tmp_path / "looped"))
         assert a["epoch"] == b["epoch"] and a["global_step"] == b["global_step"]
         assert_same_weights(a["state_dict"], b["state_dict"])
+        # what a resumed run continues from: the optimiser, the schedule and the random generators
+        for key in ("optimizer_states", "lr_schedulers", "lstmkit_rng"):
+            _checkpoint_contents_equal(a[key], b[key], key)
+        # the loops' state differs only in the validation loop's own counters (inline: never run)
+        assert a["loops"]["fit_loop"]["epoch_progress"] == b["loops"]["fit_loop"]["epoch_progress"]
 
 
 def test_inline_validation_averages_the_metrics_over_the_samples(tmp_path):
@@ -859,3 +864,18 @@ def test_the_validation_order_sees_the_epoch_as_in_lightnings_loop(tmp_path):
     (inline, inline_epochs), (looped, looped_epochs) = seen
     assert inline == 3 and looped == 0
     assert inline_epochs == looped_epochs == [0, 1, 2]
+
+
+def test_a_run_resumes_exactly_from_a_checkpoint_of_the_other_validation_path(tmp_path):
+    settings = config(max_epochs=4, lr_schedule="plateau", early_stopping_patience=3)
+    straight = make_module(settings)
+    train(straight, tmp_path / "straight")  # inline throughout
+    first = make_module(settings.replace(max_epochs=2))
+    fit(first, BatchStream(TRAIN, BATCH, True, settings.seed, chunk=3), BatchStream(VAL, 16, False),
+        tmp_path / "mixed", callbacks=[ListensToValidation()])  # Lightning's loop
+    assert inline_calls(first) == 0
+    resumed = make_module(settings, init_seed=99)
+    train(resumed, tmp_path / "mixed", resume_from=tmp_path / "mixed" / "checkpoints" / "last.ckpt")
+    assert inline_calls(resumed) == 2
+    assert_same_weights(weights(resumed), weights(straight))
+    assert resumed.lrs == straight.lrs[2 * STEPS_PER_EPOCH:]
