@@ -78,9 +78,10 @@ def clip_grad_norm(parameters: Tensor | Iterable[Tensor], max_norm: float) -> No
     """Scale the gradients so that their global 2-norm is at most ``max_norm``: exactly the result
     of ``torch.nn.utils.clip_grad_norm_``. On the CPU, gradients already within the bound (most
     updates once training settles) are left as they are instead of multiplied by 1, a pass over
-    every gradient saved per update; a non-finite norm is scaled as torch scales it (NaN everywhere
-    for NaN, zero for infinity). On an accelerator reading the norm would synchronise, so the
-    gradients are always scaled, as torch does."""
+    every gradient saved per update; a non-finite norm is scaled as torch scales it (the finite
+    entries become zero for an infinite norm, NaN for a NaN one; infinite entries become NaN). On
+    an accelerator reading the norm would synchronise, so the gradients are always scaled, as
+    torch does."""
     params = [parameters] if isinstance(parameters, Tensor) else list(parameters)
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
