@@ -427,6 +427,7 @@ def test_the_default_keeps_torchs_forget_gate_initialisation_and_old_files_load(
     ({"training": {}}, TEXT, ConfigError, "training must be a lstmkit.train.TrainConfig"),
     ({"forget_bias": float("nan")}, TEXT, ConfigError, "forget_bias must be a finite number or None"),
     ({"forget_bias": "1"}, TEXT, ConfigError, "forget_bias must be a finite number or None"),
+    ({"cell": "vanilla", "forget_bias": 1.0}, TEXT, ConfigError, "cell='vanilla' has no forget gate"),
     ({}, " \n ", DataError, "the text is empty"),
     ({}, 42, ConfigError, "expected a text or a list of texts, got int"),
     ({"streams": 32}, "abc" * 10, DataError, "the training text has 27 tokens, too few for 32 streams"),

@@ -128,6 +128,9 @@ class LanguageModel(Estimator):
         if bias is not None and (isinstance(bias, bool) or not isinstance(bias, (int, float))
                                  or not math.isfinite(bias)):
             raise ConfigError(f"forget_bias must be a finite number or None (torch's initialisation), got {bias!r}")
+        if bias is not None and not lnn.get_variant(self.cell).forget_gate:
+            raise ConfigError(f"forget_bias={bias!r} is set but cell={self.cell!r} has no forget gate; leave "
+                              "forget_bias=None or choose a cell with one (e.g. 'standard')")
         training = self.training if self.training is not None else DEFAULT_TRAINING
         if not isinstance(training, TrainConfig):
             raise ConfigError(f"training must be a lstmkit.train.TrainConfig, got {type(training).__name__}")
