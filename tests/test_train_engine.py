@@ -815,22 +815,6 @@ def test_clip_grad_norm_of_gradients_of_two_dtypes_is_torchs():
         torch.testing.assert_close(a.grad, b.grad, rtol=0, atol=0)
 
 
-def test_the_checkpoints_monitor_candidates_are_lightnings_without_the_deep_copy(tmp_path):
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
-    from lstmkit.train.checkpoint import IntervalCheckpoint
-
-    module = make_module(config(max_epochs=2))
-    train(module, tmp_path)
-    trainer = module.trainer
-    callback = next(c for c in trainer.callbacks if isinstance(c, IntervalCheckpoint))
-    ours, theirs = callback._monitor_candidates(trainer), ModelCheckpoint._monitor_candidates(callback, trainer)
-    assert ours.keys() == theirs.keys() >= {"val_loss", "train_loss", "epoch", "step"}
-    for key in ours:
-        assert torch.equal(ours[key], theirs[key]) and ours[key].dtype == theirs[key].dtype, key
-    assert all(ours[k] is not v for k, v in trainer.callback_metrics.items())  # copies, as Lightning's
-
-
 class NoValLoss(Regression):
     def validation_metrics(self, batch):
         return {"val_error": self.step_loss(batch)}

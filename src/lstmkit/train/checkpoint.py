@@ -91,16 +91,6 @@ class IntervalCheckpoint(ModelCheckpoint):
         """Drop the copy kept for :meth:`taken` (the pending writes are not affected)."""
         self._taken = None
 
-    def _monitor_candidates(self, trainer: L.Trainer) -> dict[str, torch.Tensor]:
-        # Lightning's, with each tensor cloned instead of the whole dict deep-copied (for every
-        # checkpoint callback at every epoch, most of the callback's time on a small model)
-        candidates = {name: value.detach().clone() if isinstance(value, torch.Tensor) else copy.deepcopy(value)
-                      for name, value in trainer.callback_metrics.items()}
-        epoch, step = candidates.get("epoch"), candidates.get("step")
-        candidates["epoch"] = epoch.int() if isinstance(epoch, torch.Tensor) else torch.tensor(trainer.current_epoch)
-        candidates["step"] = step.int() if isinstance(step, torch.Tensor) else torch.tensor(trainer.global_step)
-        return candidates
-
     def flush(self, trainer: L.Trainer) -> None:
         """Write the checkpoints taken since the last write."""
         for filepath, checkpoint in self._pending.items():
