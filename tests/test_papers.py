@@ -345,6 +345,27 @@ def test_the_report_leaves_out_the_level_settings_a_rows_training_does_not_read(
     assert "train_steps=500, test_steps=1000000" in modern_row
 
 
+def test_the_curves_panel_shows_each_setting_the_level_it_reads(tmp_path, monkeypatch):
+    # the panel's title has what every setting reads; train_steps goes to the legend of the settings
+    # that train on whole sequences, not to the online learners'
+    import matplotlib.pyplot as plt
+
+    from lstmkit.papers import RunResult
+    from lstmkit.papers.report import plot_curves
+
+    level = EXPERIMENTS["continual-reber"].levels["quick"][0]
+    results = [RunResult("continual-reber", level, setting, 0, False, 100, 1.0, "x", curve=[(50, 0.5), (100, 0.4)])
+               for setting in ("paper", "modern")]
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)  # keep the figure to read it back
+    plot_curves(results, tmp_path / "curves.png")
+    (ax, *_), = [figure.axes for figure in figures]
+    assert ax.get_title() == "Gers et al. 2000 test_steps=1000000"
+    labels = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert labels[0].startswith("paper: ") and "train_steps" not in labels[0]
+    assert labels[1] == "modern: standard LSTM (train_steps=500)"
+
+
 def test_paper_command_writes_a_run_directory(tmp_path):
     from lstmkit.cli.main import app
 

@@ -137,6 +137,17 @@ def markdown(results: Sequence[RunResult], profile: str) -> str:
     return "\n".join(lines)
 
 
+def _panel_levels(group: Sequence[RunResult]) -> tuple[str, dict[str, str]]:
+    """A panel's level as its title gives it (the part every setting in the panel reads) and, per
+    setting, the rest of the level that this setting reads (for its legend entry): the continual
+    Reber grammar's online learners do not read the whole-sequence ``train_steps``."""
+    experiment, level = EXPERIMENTS[group[0].experiment], group[0].level
+    shown = {r.setting: experiment.level_shown(level, experiment.settings[r.setting]) for r in group}
+    common = {k: v for k, v in level.items() if all(k in s for s in shown.values())}
+    extras = {setting: _level_name({k: v for k, v in s.items() if k not in common}) for setting, s in shown.items()}
+    return _level_name(common), extras
+
+
 def plot_curves(results: Sequence[RunResult], path: str | Path) -> Path:
     """Test error against training sequences, one panel per experiment and level."""
     import matplotlib
@@ -147,6 +158,14 @@ def plot_curves(results: Sequence[RunResult], path: str | Path) -> Path:
     panels: dict[tuple, list[RunResult]] = {}
     for r in results:
         panels.setdefault((r.experiment, _level_name(r.level)), []).append(r)
+    titles, labels = {}, {}
+    for key, group in panels.items():
+        title, extras = _panel_levels(group)
+        titles[key] = f"{EXPERIMENTS[key[0]].title.split(':')[0]} {title}".rstrip()
+        for setting, extra in extras.items():
+            # the legend names the setting; its details (long, with the biases) are in the report's table
+            name = EXPERIMENTS[key[0]].settings[setting].label.split(",")[0]
+            labels[key, setting] = f"{name} ({extra})" if extra else name
     columns = 3
     rows = max(1, -(-len(panels) // columns))
     fig, axes = plt.subplots(rows, columns, figsize=(5 * columns, 3.2 * rows), squeeze=False)
@@ -157,11 +176,10 @@ def plot_curves(results: Sequence[RunResult], path: str | Path) -> Path:
             if not r.curve:
                 continue
             xs, ys = zip(*r.curve)
-            # the legend names the setting; its details (long, with the biases) are in the report's table
-            label = None if r.setting in seen else EXPERIMENTS[key].settings[r.setting].label.split(",")[0]
+            label = None if r.setting in seen else labels[(key, level_name), r.setting]
             seen.add(r.setting)
             ax.plot(xs, ys, color=colors.get(r.setting, "k"), alpha=0.7, lw=1.2, label=label)
-        ax.set_title(f"{EXPERIMENTS[key].title.split(':')[0]} {level_name}", fontsize=9)
+        ax.set_title(titles[key, level_name], fontsize=9)
         ax.set_xlabel("training sequences", fontsize=8)
         ax.set_ylabel("test error (criterion quantity)", fontsize=8)
         ax.ticklabel_format(axis="y", useOffset=False)
