@@ -31,6 +31,12 @@ thing at a time to find why a row fails.
     python benchmarks/paper_side_checks.py reber1997 --blocks 3 --cells 2 --lr 0.5 --seed 0   # and 1, 2
     python benchmarks/paper_side_checks.py reber1997 --blocks 3 --cells 2 --lr 0.5 --input-bias -1 -2 -3
     python benchmarks/paper_side_checks.py lag1997 --budget 150                               # Exp 2a
+    python benchmarks/paper_side_checks.py lag1997 --budget 60 --seed 1                       # the cell's drift
+    python benchmarks/paper_side_checks.py lag1997 --budget 60 --lr 0.1
+    python benchmarks/paper_side_checks.py lag1997 --budget 60 --input-bias -3
+    python benchmarks/paper_side_checks.py lag1997 --budget 60 --output-gate-bias -4
+    python benchmarks/paper_side_checks.py lag1997 --budget 60 --output-bias
+    python benchmarks/paper_side_checks.py lag1997 --budget 60 --no-gate-recurrence
     # the continual embedded Reber grammar's paper network (forget gates), and two earlier readings:
     python benchmarks/paper_side_checks.py cerg2000
     python benchmarks/paper_side_checks.py cerg2000 --network all-biased
@@ -223,21 +229,40 @@ def reber1997(args: argparse.Namespace) -> None:
 
 
 def lag1997(args: argparse.Namespace) -> None:
-    """Exp 2a with the 1997 paper setting's network: the last step's error and the middle's."""
+    """Exp 2a with the 1997 paper setting's network: the last step's error and the middle's, and what
+    the cell holds at the end of an x- and a y-sequence (the two differ only in the first and last
+    symbol, so a cell that carries the first symbol ends in different states), with the gate biases.
+    The options vary the network away from the paper setting one piece at a time."""
     from lstmkit.papers.lstm1997 import Network1997
 
     experiment, level = EXPERIMENTS["lag-2a"], {"p": 100}
     torch.manual_seed(args.seed)
-    net = Network1997(101, 101, 1, 1, 0.2, input_gate_bias=-1.0, shortcut=True)
+    net = Network1997(101, 101, 1, 1, 0.2, input_gate_bias=args.input_bias, output_gate_bias=args.output_gate_bias,
+                      output_bias=args.output_bias, shortcut=True, gate_recurrence=not args.no_gate_recurrence)
     test = experiment.make(np.random.default_rng(99), 64, level)
+    first = test.inputs[:, 0].argmax(-1)  # 99: x, 100: y
+    pair = [int((first == 99).nonzero()[0]), int((first == 100).nonzero()[0])]
+
+    def cell(when: str) -> None:
+        with torch.no_grad():
+            _, (_, state) = net.logits(test.inputs[pair])
+        bias = net.weight.detach()[:, -1]
+        print(f"      {when}: cell state at the end of an x-sequence {float(state[0, 0]):.3f}, of a y-sequence "
+              f"{float(state[1, 0]):.3f}; input-gate bias {float(bias[1]):.2f}, output-gate bias {float(bias[2]):.2f}",
+              flush=True)
+
+    cell("before learning")
     rng = np.random.default_rng(args.seed)
     start, seen, report = time.time(), 0, 10.0
     while time.time() - start < args.budget:
         batch = experiment.make(rng, 1, level)
         net.learn(batch.inputs[0].numpy(), batch.targets[0].numpy(), batch.mask[0].numpy(), args.lr)
         seen += 1
+        if seen == 1:
+            cell("after 1 sequence")
         if time.time() - start > report:
             report += 10
+            cell(f"after {seen} sequences")
             if _report_lag(net, test, time.time() - start, seen):
                 break
 
@@ -317,7 +342,13 @@ def main(argv: list[str] | None = None) -> None:
     four.add_argument("--cells", type=int, default=1)
     four.add_argument("--input-bias", type=float, nargs="*",
                       help="input-gate biases, one per block (default: drawn like the weights, as in the paper)")
-    _online(commands.add_parser("lag1997", help="Exp 2a with the 1997 network"), lag1997, 1.0, 150.0)
+    six = _online(commands.add_parser("lag1997", help="Exp 2a with the 1997 network"), lag1997, 1.0, 150.0)
+    six.add_argument("--input-bias", type=float, default=-1.0, help="the input gate's initial bias (paper setting: -1)")
+    six.add_argument("--output-gate-bias", type=float,
+                     help="the output gate's initial bias (paper setting: none, drawn like the weights)")
+    six.add_argument("--output-bias", action="store_true", help="give the output units a bias (paper setting: none)")
+    six.add_argument("--no-gate-recurrence", action="store_true",
+                     help="feed back only the cell's output, not the gates' activations")
     five = commands.add_parser("cerg2000", help="the continual Reber grammar's paper network")
     five.add_argument("--lr", type=float, default=0.5)
     five.add_argument("--seed", type=int, default=0)
