@@ -37,6 +37,9 @@ thing at a time to find why a row fails.
     python benchmarks/paper_side_checks.py lag1997 --budget 60 --output-gate-bias -4
     python benchmarks/paper_side_checks.py lag1997 --budget 60 --output-bias
     python benchmarks/paper_side_checks.py lag1997 --budget 60 --no-gate-recurrence
+    # a modern setting with mini-batches of 8 instead of 32 (sequences to the criterion, per seed):
+    python benchmarks/paper_side_checks.py batch reber --batch 8 --budget 120 --seeds 0 1 2
+    python benchmarks/paper_side_checks.py batch adding --batch 8 --budget 240 --seeds 0 1
     # the continual embedded Reber grammar's paper network (forget gates), and two earlier readings:
     python benchmarks/paper_side_checks.py cerg2000
     python benchmarks/paper_side_checks.py cerg2000 --network all-biased
@@ -302,6 +305,24 @@ def cerg2000(args: argparse.Namespace) -> None:
                   f"largest |cell state| {float(state.abs().max()):.0f}", flush=True)
 
 
+def batch(args: argparse.Namespace) -> None:
+    """An experiment's modern setting with another mini-batch size (and learning rate), through
+    lstmkit paper's runner: the sequences to the paper's criterion, per seed."""
+    import dataclasses
+
+    from lstmkit.papers.runner import run
+
+    experiment = EXPERIMENTS[args.experiment]
+    setting = dataclasses.replace(experiment.settings["modern"], batch=args.batch, learning_rate=args.lr)
+    experiment = dataclasses.replace(experiment, settings={**experiment.settings, "modern": setting})
+    level = experiment.levels["quick"][0]
+    for seed in args.seeds:
+        result = run(experiment, level, "modern", seed, 10**7, args.budget, 1000)
+        verdict = "reached after" if result.success else "not reached in"
+        print(f"{args.experiment} batch {args.batch} lr {args.lr:g} seed {seed}: {verdict} {result.sequences:,} "
+              f"sequences, {result.seconds:.0f} s; {result.evaluation}", flush=True)
+
+
 def _online(parser: argparse.ArgumentParser, command, lr: float, budget: float) -> argparse.ArgumentParser:
     """The options of a single-seed online run: learning rate, seed, wall-clock budget."""
     parser.add_argument("--lr", type=float, default=lr)
@@ -349,6 +370,13 @@ def main(argv: list[str] | None = None) -> None:
     six.add_argument("--output-bias", action="store_true", help="give the output units a bias (paper setting: none)")
     six.add_argument("--no-gate-recurrence", action="store_true",
                      help="feed back only the cell's output, not the gates' activations")
+    seven = commands.add_parser("batch", help="a modern setting with another mini-batch size")
+    seven.add_argument("experiment", choices=sorted(EXPERIMENTS))
+    seven.add_argument("--batch", type=int, default=8)
+    seven.add_argument("--lr", type=float, default=3e-3)
+    seven.add_argument("--budget", type=float, default=120.0, help="seconds per seed")
+    seven.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    seven.set_defaults(run=batch)
     five = commands.add_parser("cerg2000", help="the continual Reber grammar's paper network")
     five.add_argument("--lr", type=float, default=0.5)
     five.add_argument("--seed", type=int, default=0)
