@@ -520,8 +520,11 @@ def test_the_1997_side_checks_run(capsys):
     threads = torch.get_num_threads()
     try:
         module.main(["reber1997", "--budget", "1.5"])
-        module.main(["lag1997", "--budget", "11"])
+        module.main(["lag1997", "--budget", "11", "--output-bias"])
+        module.main(["batch", "reber", "--batch", "8", "--budget", "1", "--seeds", "0"])
     finally:
         torch.set_num_threads(threads)
     out = capsys.readouterr().out
     assert "max err" in out and "last" in out and "middle" in out
+    assert "before learning: cell state at the end of an x-sequence" in out and "input-gate bias -1.00" in out
+    assert "reber batch 8 lr 0.003 seed 0: " in out and " sequences, " in out
