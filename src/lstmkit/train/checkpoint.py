@@ -49,10 +49,12 @@ class IntervalCheckpoint(ModelCheckpoint):
         self._written_at = time.monotonic()
         # (moment, path, checkpoint) of the last checkpoint this callback took in memory
         self._taken: tuple[tuple, str, dict[str, Any]] | None = None
+        self._plain = False  # whether a copy may be shared (see _plain_saves); set when training starts
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
         self._written_at = time.monotonic()
+        self._plain = _plain_saves(trainer)  # the callbacks and the module are fixed for the run
 
     def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
         if self.interval <= 0 or trainer.world_size > 1:
@@ -70,7 +72,7 @@ class IntervalCheckpoint(ModelCheckpoint):
         moment = (trainer.global_step, trainer.current_epoch, trainer.fit_loop.epoch_progress.current.processed,
                   getattr(module, "_current_fx_name", None), self.save_weights_only)
         other = self.share_with._taken if self.share_with is not None else None
-        if other is not None and other[0] == moment and not self.save_weights_only and _plain_saves(trainer):
+        if other is not None and other[0] == moment and not self.save_weights_only and self._plain:
             # taken in the same hook of the same step: only the callbacks' states (this one's
             # best path, say) can have changed since
             checkpoint = dict(other[2])
