@@ -158,28 +158,24 @@ def plot_curves(results: Sequence[RunResult], path: str | Path) -> Path:
     panels: dict[tuple, list[RunResult]] = {}
     for r in results:
         panels.setdefault((r.experiment, _level_name(r.level)), []).append(r)
-    titles, labels = {}, {}
-    for key, group in panels.items():
-        title, extras = _panel_levels(group)
-        titles[key] = f"{EXPERIMENTS[key[0]].title.split(':')[0]} {title}".rstrip()
-        for setting, extra in extras.items():
-            # the legend names the setting; its details (long, with the biases) are in the report's table
-            name = EXPERIMENTS[key[0]].settings[setting].label.split(",")[0]
-            labels[key, setting] = f"{name} ({extra})" if extra else name
     columns = 3
     rows = max(1, -(-len(panels) // columns))
     fig, axes = plt.subplots(rows, columns, figsize=(5 * columns, 3.2 * rows), squeeze=False)
     colors = dict(zip(SETTING_ORDER, ("tab:red", "tab:orange", "tab:purple", "tab:blue", "tab:gray", "tab:green")))
-    for ax, ((key, level_name), group) in zip(axes.flat, panels.items()):
+    for ax, ((key, _), group) in zip(axes.flat, panels.items()):
+        title, extras = _panel_levels(group)
         seen = set()
         for r in group:
             if not r.curve:
                 continue
             xs, ys = zip(*r.curve)
-            label = None if r.setting in seen else labels[(key, level_name), r.setting]
+            # the legend names the setting (its details, long, with the biases, are in the report's
+            # table) and the part of the level only this setting reads
+            name = EXPERIMENTS[key].settings[r.setting].label.split(",")[0]
+            label = None if r.setting in seen else f"{name} ({extras[r.setting]})" if extras[r.setting] else name
             seen.add(r.setting)
             ax.plot(xs, ys, color=colors.get(r.setting, "k"), alpha=0.7, lw=1.2, label=label)
-        ax.set_title(titles[key, level_name], fontsize=9)
+        ax.set_title(f"{EXPERIMENTS[key].title.split(':')[0]} {title}".rstrip(), fontsize=9)
         ax.set_xlabel("training sequences", fontsize=8)
         ax.set_ylabel("test error (criterion quantity)", fontsize=8)
         ax.ticklabel_format(axis="y", useOffset=False)
