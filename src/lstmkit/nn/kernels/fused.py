@@ -1,7 +1,7 @@
 """The fused CPU kernels: C++ built on first use, wrapped as autograd functions.
 
 The C++ sources in ``csrc/`` are compiled with ``torch.utils.cpp_extension.load`` the first
-time a fused path is needed (about a minute; cached afterwards under
+time a fused path is needed (about half a minute on 2 cores; cached afterwards under
 ``TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions``). A machine that cannot
 build them (no compiler, no ninja) gets one warning and the plain-PyTorch reference.
 ``LSTMKIT_NO_KERNELS=1`` skips the build altogether.
@@ -79,7 +79,7 @@ def load_extension() -> ModuleType | None:
             name = _build_name()
             verbose = bool(os.environ.get("LSTMKIT_KERNELS_VERBOSE"))
             if not _is_built(name):
-                print("lstmkit: compiling the fused CPU kernels (first use only, about a minute)...",
+                print("lstmkit: compiling the fused CPU kernels (first use only, about half a minute)...",
                       file=sys.stderr, flush=True)
             _extension = load(name=name, sources=[str(CSRC / s) for s in SOURCES], extra_cflags=CFLAGS,
                               extra_ldflags=LDFLAGS, verbose=verbose)

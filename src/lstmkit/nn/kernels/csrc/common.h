@@ -1,8 +1,12 @@
 // Shared pieces of the fused kernels: the time-step schedule and small helpers.
 #pragma once
 
+// ATen only, not <torch/extension.h>: the full torch API's headers take 20 s of every build's
+// 50 s on two cores, and these kernels need tensors, a few operators, threads and the dispatcher.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <ATen/core/dispatch/Dispatcher.h>
-#include <torch/extension.h>
+#include <ATen/core/stack.h>
 
 #include <algorithm>
 #include <cstring>

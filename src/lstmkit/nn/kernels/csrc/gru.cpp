@@ -3,7 +3,6 @@
 //   r = sigmoid(x_r + h_r), z = sigmoid(x_z + h_z), n = tanh(x_n + r * h_n), h' = (1 - z) n + z h
 // where x_* = W_i* x + b_i* (all steps in one GEMM) and h_* = W_h* h + b_h* (one GEMM per step).
 // Saved: the activations r, z, n (T, B, 3H) and h_n (T, B, H), which the backward of n needs.
-#include <torch/extension.h>
 
 #include <vector>
 

@@ -13,7 +13,6 @@
 // Variable lengths follow PackedSequence: at time t only the first sizes[t] rows are active.
 // A row's state stops changing after its last step (forward direction) and starts from the
 // initial state at its last step (reverse direction).
-#include <torch/extension.h>
 
 #include <cstring>
 #include <vector>

@@ -1,5 +1,6 @@
 // Python bindings of lstmkit's fused CPU kernels (built on first use by lstmkit/nn/kernels/fused.py).
-#include <torch/extension.h>
+// pybind11 with torch's Tensor casters, without the rest of <torch/extension.h> (see common.h)
+#include <torch/csrc/utils/pybind.h>
 
 #include <vector>
 

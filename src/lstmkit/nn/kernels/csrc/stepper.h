@@ -2,7 +2,6 @@
 // Streaming inference: one time step of a stacked LSTM (any variant), GRU or Elman RNN for a
 // small batch, with the weights laid out for matrix-vector products and every buffer allocated
 // once. A step does no allocation and calls no ATen operator: only the loops below.
-#include <torch/extension.h>
 
 #include <vector>
 
