@@ -69,3 +69,21 @@ def test_replace_section_keeps_the_rest_of_the_document(lstm_speed):
     assert lstm_speed.replace_section(document, "new tables") == (
         f"# Benchmarks\n\nintro\n\n{start}\nnew tables\n{end}\n\n## Other\nkept\n")
     assert lstm_speed.replace_section("# Benchmarks\n", "tables") == f"# Benchmarks\n\n{start}\ntables\n{end}\n"
+
+
+def test_kernel_choice_quick_run_prints_both_grids(lstm_speed, capsys):
+    """benchmarks/kernel_choice.py (which reuses lstm_speed's timing) prints a ratio per shape."""
+    spec = importlib.util.spec_from_file_location("kernel_choice", SCRIPT.with_name("kernel_choice.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    doc = lstm_speed.DOC_PATH
+    before = doc.read_text() if doc.exists() else None
+
+    assert module.main(["--quick"]) == 0
+
+    sections = _sections(capsys.readouterr().out)
+    assert set(sections) == {"standard", "GRU,"}
+    for name, mode in (("standard", "LSTM"), ("GRU,", "GRU")):
+        for shape in module.QUICK:
+            assert len(_ratios(sections[name], f"{mode} {shape}")) == 2
+    assert (doc.read_text() if doc.exists() else None) == before

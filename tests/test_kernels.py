@@ -208,3 +208,94 @@ def test_inference_keeps_no_graph_and_matches_training_forward():
     training, _ = lstm(x)
     assert training.grad_fn is not None
     torch.testing.assert_close(inference, training.detach())
+
+
+# -- kernel="fastest": the fused kernel for torch's own math, where it was measured faster
+
+
+def test_fused_is_faster_follows_the_measured_lines():
+    faster = kernels.fused_is_faster
+    # training: B x H up to 2,048 with H up to 128
+    assert faster("LSTM", 32, 64, True) and not faster("LSTM", 32, 65, True)
+    assert faster("LSTM", 16, 128, True) and not faster("LSTM", 1, 129, True)
+    # inference: B x H up to 512 with H up to 64
+    assert faster("LSTM", 8, 64, False) and not faster("LSTM", 9, 64, False) and not faster("LSTM", 1, 65, False)
+    assert faster("GRU", 128, 128, True) and faster("GRU", 128, 128, False) and not faster("GRU", 128, 129, True)
+    assert not faster("RNN_TANH", 1, 8, True)
+
+
+@pytest.mark.parametrize("make", [lambda h, **k: lnn.LSTM(3, h, batch_first=True, **k),
+                                  lambda h, **k: lnn.GRU(3, h, batch_first=True, **k)], ids=["LSTM", "GRU"])
+def test_fastest_layers_take_the_fused_kernel_only_where_it_is_faster(make):
+    x = torch.randn(4, 10, 3)
+    assert kernels.select_backend(make(16, kernel="fastest").spec, None, x, 4) == "fused"
+    assert kernels.select_backend(make(16).spec, None, x, 4) == "native"  # the default stays torch's
+    assert kernels.select_backend(make(5000, kernel="fastest").spec, None, x, 4) == "native"
+    with torch.no_grad():
+        assert kernels.select_backend(make(16, kernel="fastest").spec, None, x, 4) == "fused"
+    for forced in ("native", "reference"):  # a forced backend still decides for every layer
+        with kernels.use_backend(forced):
+            assert kernels.select_backend(make(16, kernel="fastest").spec, None, x, 4) == forced
+    assert kernels.select_backend(make(16, kernel="fastest").spec, None, x.to(torch.float16), 4) == "native"
+
+
+def test_fastest_lstm_uses_the_inference_rule_without_gradients(monkeypatch):
+    lstm = lnn.LSTM(3, 100, kernel="fastest")  # B x H = 400: faster in training, not in inference
+    calls = []
+    monkeypatch.setattr(fused, "sequence_forward", lambda *a: calls.append(1) or kernels.reference.sequence_forward(*a))
+    x = torch.randn(6, 4, 3)
+    lstm(x)
+    assert calls == [1]
+    with torch.no_grad():
+        lstm(x)
+    assert calls == [1]
+
+
+@pytest.mark.parametrize("kind", ["padded", "packed"])
+def test_fastest_lstm_and_gru_match_torch_in_float64(kind):
+    """The fused path computes torch's numbers: outputs, final states and every gradient."""
+    torch.manual_seed(0)
+    for layer, theirs in ((lnn.LSTM(4, 6, 2, bidirectional=True, kernel="fastest"), torch.nn.LSTM),
+                          (lnn.GRU(4, 6, 2, bidirectional=True, kernel="fastest"), torch.nn.GRU)):
+        layer = layer.double()
+        reference = theirs(4, 6, 2, bidirectional=True).double()
+        reference.load_state_dict(layer.state_dict())
+        x = torch.randn(5, 3, 4, dtype=torch.float64)
+        results = []
+        for module in (layer, reference):
+            module.zero_grad()
+            inp = pack_padded_sequence(x, torch.tensor(LENGTHS), enforce_sorted=False) if kind == "packed" else x
+            out, state = module(inp)
+            data = out.data if isinstance(out, PackedSequence) else out
+            states = state if isinstance(state, tuple) else (state,)
+            (data.square().sum() + sum(s.sin().sum() for s in states)).backward()
+            results.append([data, *states, *(p.grad for p in module.parameters())])
+        assert kernels.select_backend(layer.spec, None, x, 3) == "fused"
+        for found, expected in zip(*results):
+            torch.testing.assert_close(found, expected, rtol=1e-10, atol=1e-10)
+
+
+def test_fastest_falls_back_to_torch_not_the_reference(monkeypatch):
+    monkeypatch.setattr(fused, "available", lambda: False)
+    x = torch.randn(5, 2, 3)
+    assert kernels.select_backend(lnn.LSTM(3, 4, kernel="fastest").spec, None, x, 2) == "native"
+    assert kernels.select_backend(lnn.GRU(3, 4, kernel="fastest").spec, None, x, 2) == "native"
+
+
+def test_fastest_layers_trace_as_torchs_own_op():
+    lstm = lnn.LSTM(3, 4, kernel="fastest")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TorchScript's deprecation notice
+        traced = torch.jit.trace(lstm, torch.randn(5, 2, 3))
+    assert "aten::lstm" in str(traced.graph)
+
+
+def test_kernel_option_is_checked_and_shown():
+    from lstmkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"unknown kernel='fast'; expected one of 'auto', 'fastest'"):
+        lnn.LSTM(3, 4, kernel="fast")
+    with pytest.raises(ConfigError, match="unknown kernel"):
+        lnn.GRU(3, 4, kernel="fused")
+    assert "kernel='fastest'" in repr(lnn.LSTM(3, 4, kernel="fastest"))
+    assert "kernel" not in repr(lnn.LSTM(3, 4))

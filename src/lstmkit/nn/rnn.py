@@ -72,6 +72,7 @@ class RecurrentLayer(nn.Module):
         *,
         variant: Variant | None = None,
         zoneout: Zoneout | None = None,
+        kernel: str = "auto",
     ) -> None:
         super().__init__()
         self.mode = mode
@@ -98,6 +99,9 @@ class RecurrentLayer(nn.Module):
         if zoneout is not None and not isinstance(zoneout, Zoneout):
             raise ConfigError(f"zoneout must be a lstmkit.nn.Zoneout or None, got {type(zoneout).__name__}")
         self.zoneout = zoneout
+        if kernel not in kernels.KERNELS:
+            raise ConfigError(f"unknown kernel={kernel!r}; expected one of {', '.join(map(repr, kernels.KERNELS))}")
+        self.kernel = kernel
 
         factory = {"device": device, "dtype": dtype}
         self._weight_names: list[list[str]] = []  # parameter names per layer and direction
@@ -129,7 +133,7 @@ class RecurrentLayer(nn.Module):
     @property
     def spec(self) -> LayerSpec:
         return LayerSpec(self.mode, self.variant, self.num_layers, self.bidirectional, self.bias,
-                         self.dropout, self.proj_size)
+                         self.dropout, self.proj_size, self.hidden_size, self.kernel)
 
     @property
     def all_weights(self) -> list[list[Tensor]]:
@@ -233,9 +237,9 @@ class RecurrentLayer(nn.Module):
         if self.proj_size:
             parts.append(f"proj_size={self.proj_size}")
         for name, default in (("num_layers", 1), ("bias", True), ("batch_first", False),
-                              ("dropout", 0.0), ("bidirectional", False)):
+                              ("dropout", 0.0), ("bidirectional", False), ("kernel", "auto")):
             if getattr(self, name) != default:
-                parts.append(f"{name}={getattr(self, name)}")
+                parts.append(f"{name}={getattr(self, name)!r}")
         return ", ".join(parts)
 
 
@@ -273,6 +277,13 @@ class LSTM(RecurrentLayer):
             :math:`b_f \sim \log U(1, T_{max} - 1)`, :math:`b_i = -b_f` (for ``"cifg"``, whose
             forget gate is :math:`1 - i_t`, :math:`b_i = -b_f` alone). Excludes the two above.
         zoneout: a :class:`lstmkit.nn.Zoneout` applied to ``h`` and ``c`` after every step.
+        kernel: what runs the ``"standard"`` cell, whose math torch also has. ``"auto"``: torch's
+            own path, so that the layer is exactly ``torch.nn.LSTM`` (the same numbers, twice
+            differentiable, exported as torch's LSTM). ``"fastest"``: lstmkit's fused kernel where
+            :func:`lstmkit.nn.kernels.fused_is_faster` measured it faster (small layers on the
+            CPU: up to B x H = 2,048 in training), torch's path elsewhere; the numbers agree with
+            torch's to rounding, and the fused backward cannot be differentiated again. The
+            other variants always run lstmkit's kernels.
 
     Inputs: ``input, (h_0, c_0)``: ``input`` ``(T, B, I)``, ``(B, T, I)`` or unbatched
     ``(T, I)``, or a ``PackedSequence``; ``h_0`` ``(L*D, B, P)``, ``c_0`` ``(L*D, B, H)``
@@ -309,10 +320,11 @@ class LSTM(RecurrentLayer):
         input_bias: float | None = None,
         chrono_init: float | None = None,
         zoneout: Zoneout | None = None,
+        kernel: str = "auto",
     ) -> None:
         super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, proj_size, device, dtype, variant=get_variant(cell),
-                         zoneout=zoneout)
+                         zoneout=zoneout, kernel=kernel)
         self.forget_bias = forget_bias
         self.input_bias = input_bias
         self.chrono_init = chrono_init
@@ -365,7 +377,8 @@ class GRU(RecurrentLayer):
     :class:`lstmkit.nn.GRUCell`); the baseline LSTMs are compared with.
 
     Arguments, inputs, outputs and parameter names as ``torch.nn.GRU``; ``zoneout`` as in
-    :class:`LSTM` (acting on ``h``).
+    :class:`LSTM` (acting on ``h``), and ``kernel`` (``"fastest"``: lstmkit's fused GRU where it
+    beats torch's, which on the CPU is up to B x H = 16,384).
 
     Example:
         >>> out, h = GRU(4, 8, batch_first=True)(torch.randn(3, 10, 4))
@@ -376,9 +389,9 @@ class GRU(RecurrentLayer):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
                  device: torch.device | str | None = None, dtype: torch.dtype | None = None, *,
-                 zoneout: Zoneout | None = None) -> None:
+                 zoneout: Zoneout | None = None, kernel: str = "auto") -> None:
         super().__init__("GRU", input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, 0, device, dtype, zoneout=zoneout)
+                         bidirectional, 0, device, dtype, zoneout=zoneout, kernel=kernel)
         self.reset_parameters()
 
     def forward(self, input: SequenceInput, hx: Tensor | None = None) -> tuple[SequenceInput, Tensor]:

@@ -9,6 +9,10 @@ Backends, tried in this order by ``"auto"``:
 * ``"reference"``: the plain-PyTorch loop of :mod:`lstmkit.nn.kernels.reference`, which computes
   every variant and is what every faster path is tested against.
 
+A layer built with ``kernel="fastest"`` (the tasks build theirs so) runs the standard LSTM and
+the GRU on the fused kernels too, where :func:`fused_is_faster` says they beat torch's own path;
+elsewhere, and where the kernels are not built, torch's path as with ``"auto"``.
+
 The dispatcher falls back to the reference, never to something else. ``set_backend`` and the
 ``use_backend`` context manager force a backend, for tests and benchmarks; a forced backend that
 cannot compute a layer is an error, except that a forced ``"fused"`` on a machine where the
@@ -30,10 +34,11 @@ from lstmkit.nn.kernels import fused, reference
 from lstmkit.nn.kernels.reference import State, Transition
 from lstmkit.nn.kernels.spec import LayerSpec
 
-__all__ = ["BACKENDS", "LayerSpec", "get_backend", "set_backend", "use_backend", "select_backend",
-           "sequence_forward"]
+__all__ = ["BACKENDS", "KERNELS", "LayerSpec", "get_backend", "set_backend", "use_backend", "select_backend",
+           "fused_is_faster", "sequence_forward"]
 
 BACKENDS = ("auto", "native", "fused", "reference")
+KERNELS = ("auto", "fastest")  # a layer's own choice, see LayerSpec.kernel
 _backend = "auto"
 
 
@@ -67,8 +72,38 @@ def use_backend(name: str) -> Iterator[None]:
         set_backend(previous)
 
 
-def select_backend(spec: LayerSpec, transition: Transition | None, x: Tensor | None = None) -> str:
-    """The backend that will run a layer of this structure (on input ``x``, when given)."""
+def fused_is_faster(mode: str, batch: int, hidden_size: int, training: bool) -> bool:
+    """Whether lstmkit's fused kernel runs a layer that torch also computes (the ``standard`` LSTM,
+    the GRU) faster than torch's own CPU path, for ``batch`` rows of ``hidden_size`` units per
+    layer and direction, in a training step (``training``) or in inference.
+
+    The rule is the measurement of ``benchmarks/kernel_choice.py`` (docs/benchmarks.md), drawn
+    a little inside where the fused kernel was faster so that a layer near the line does not
+    lose. Torch's LSTM does the most per call: the fused kernel wins while one step's work is
+    small (B x H up to 2,048 in training, 512 in inference), where torch's per-step dispatch and
+    autograd nodes cost more than the step's arithmetic. Torch's CPU GRU composes more
+    operators, and the fused GRU is faster up to B x H = 16,384 either way.
+    """
+    work = batch * hidden_size
+    if mode == "GRU":
+        return work <= 16_384
+    if mode == "LSTM":
+        return (work <= 2_048 and hidden_size <= 128) if training else (work <= 512 and hidden_size <= 64)
+    return False
+
+
+def _prefers_fused(spec: LayerSpec, x: Tensor | None, batch: int | None) -> bool:
+    """A ``kernel="fastest"`` layer on input the fused kernel computes faster than torch's path;
+    never while tracing or compiling, which read torch's path as an ONNX/graph LSTM op."""
+    return (spec.kernel == "fastest" and x is not None and batch is not None and spec.hidden_size > 0
+            and fused.supports(spec, x, None) and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
+            and fused_is_faster(spec.mode, batch, spec.hidden_size, torch.is_grad_enabled()) and fused.available())
+
+
+def select_backend(spec: LayerSpec, transition: Transition | None, x: Tensor | None = None,
+                   batch: int | None = None) -> str:
+    """The backend that will run a layer of this structure (on input ``x`` of ``batch`` rows,
+    when given)."""
     native_ok = spec.is_torch_native and transition is None
     fused_ok = transition is None and spec.mode in ("LSTM", "GRU") and (x is None or fused.supports(spec, x, None))
     what = spec.variant.name if spec.variant is not None else spec.mode
@@ -78,6 +113,8 @@ def select_backend(spec: LayerSpec, transition: Transition | None, x: Tensor | N
     if _backend == "fused" and not fused_ok:
         raise ConfigError(f"backend 'fused' cannot run {what!r} layers{' with zoneout' if transition else ''}"
                           f"{'' if x is None else f' on {x.dtype} {x.device.type} input'}; use backend 'auto'")
+    if _backend == "auto" and native_ok and _prefers_fused(spec, x, batch):
+        return "fused"
     if _backend == "native" or (_backend == "auto" and native_ok):
         return "native"
     if _backend in ("auto", "fused") and fused_ok and fused.available():
@@ -140,7 +177,8 @@ def sequence_forward(
     Returns:
         the output in the layout of ``x`` (packed data when packed) and the final state.
     """
-    backend = select_backend(spec, transition, x)
+    batch = int(batch_sizes[0]) if batch_sizes is not None else x.shape[0 if batch_first else 1]
+    backend = select_backend(spec, transition, x, batch)
     if backend == "native":
         return _native_forward(spec, x, batch_sizes, hx, weights, training, batch_first)
 

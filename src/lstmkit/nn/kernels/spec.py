@@ -21,6 +21,10 @@ class LayerSpec:
         bias: whether the layer has biases.
         dropout: dropout probability between layers.
         proj_size: LSTM output projection size, 0 for none.
+        hidden_size: ``H`` (0 where unknown).
+        kernel: the layer's choice for the math torch also computes: ``"auto"`` (torch's own path)
+            or ``"fastest"`` (lstmkit's fused kernel where it is measured faster; see
+            :func:`lstmkit.nn.kernels.fused_is_faster`).
     """
 
     mode: str
@@ -30,8 +34,11 @@ class LayerSpec:
     bias: bool
     dropout: float
     proj_size: int = 0
+    hidden_size: int = 0
+    kernel: str = "auto"
 
     @property
     def is_torch_native(self) -> bool:
         """Whether ``torch``'s own fused implementation computes exactly this layer."""
         return self.mode != "LSTM" or (self.variant is not None and self.variant.name == "standard")
+

@@ -78,13 +78,14 @@ class SequenceClassifierNet(nn.Module):
         if config.architecture == "lstm":
             self.lstm = lnn.LSTM(features, config.hidden_size, config.num_layers, batch_first=True,
                                  dropout=config.dropout if config.num_layers > 1 else 0.0,
-                                 bidirectional=config.bidirectional, cell=config.cell)
+                                 bidirectional=config.bidirectional, cell=config.cell, kernel="fastest")
             width = config.hidden_size * (2 if config.bidirectional else 1)
             self.fcn = None
         else:
             if config.length < 1:
                 raise ConfigError("lstm-fcn needs the fixed input length")
-            self.lstm = lnn.LSTM(config.length, config.hidden_size, batch_first=True, cell=config.cell)
+            self.lstm = lnn.LSTM(config.length, config.hidden_size, batch_first=True, cell=config.cell,
+                                 kernel="fastest")
             blocks = []
             for c_in, c_out, k in ((features, 128, 8), (128, 256, 5), (256, 128, 3)):
                 blocks += [nn.Conv1d(c_in, c_out, k, padding="same"), nn.BatchNorm1d(c_out), nn.ReLU()]

@@ -94,7 +94,7 @@ class ForecastNet(nn.Module):
         has_forget = lnn.get_variant(config.cell).forget_gate
         self.encoder = lnn.LSTM(config.n_inputs, config.hidden_size, config.num_layers, batch_first=True,
                                 dropout=config.dropout if config.num_layers > 1 else 0.0, cell=config.cell,
-                                forget_bias=1.0 if has_forget else None)
+                                forget_bias=1.0 if has_forget else None, kernel="fastest")
         head_inputs = config.hidden_size + config.steps_out * config.n_future
         self.head = nn.Linear(head_inputs, config.steps_out * config.n_targets * config.n_outputs)
 

@@ -66,7 +66,8 @@ class LanguageModelNet(nn.Module):
             size = config.embedding_dim if (last and config.tie_weights) else config.hidden_size
             has_forget_gate = lnn.get_variant(config.cell).forget_gate
             layer = lnn.LSTM(config.embedding_dim if k == 0 else config.hidden_size, size, batch_first=True,
-                             cell=config.cell, forget_bias=config.forget_bias if has_forget_gate else None)
+                             cell=config.cell, forget_bias=config.forget_bias if has_forget_gate else None,
+                             kernel="fastest")
             if config.weight_drop > 0:
                 lnn.weight_drop(layer, config.weight_drop)
             layers.append(layer)

@@ -61,7 +61,7 @@ class TaggerNet(nn.Module):
         features = config.embedding_dim if config.kind == "tokens" else config.channels
         self.lstm = lnn.LSTM(features, config.hidden_size, config.num_layers, batch_first=True,
                              dropout=config.dropout if config.num_layers > 1 else 0.0,
-                             bidirectional=config.bidirectional, cell=config.cell)
+                             bidirectional=config.bidirectional, cell=config.cell, kernel="fastest")
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(config.hidden_size * (2 if config.bidirectional else 1), config.n_tags)
 
