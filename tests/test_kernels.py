@@ -239,20 +239,50 @@ def test_fastest_layers_take_the_fused_kernel_only_where_it_is_faster(make):
     assert kernels.select_backend(make(16, kernel="fastest").spec, None, x.to(torch.float16), 4) == "native"
 
 
-def test_fastest_lstm_uses_the_inference_rule_without_gradients(monkeypatch):
+@pytest.fixture
+def fused_runs(monkeypatch):
+    """The batch sizes of the layer-calls the fused kernel ran (it still computes them)."""
+    runs = []
+    original = fused.sequence_forward
+
+    def spy(spec, x, sizes, *args):
+        runs.append(x.shape[1])  # time-major inside
+        return original(spec, x, sizes, *args)
+
+    monkeypatch.setattr(fused, "sequence_forward", spy)
+    return runs
+
+
+def test_fastest_lstm_uses_the_inference_rule_without_gradients(fused_runs):
     lstm = lnn.LSTM(3, 100, kernel="fastest")  # B x H = 400: faster in training, not in inference
-    calls = []
-    monkeypatch.setattr(fused, "sequence_forward", lambda *a: calls.append(1) or kernels.reference.sequence_forward(*a))
     x = torch.randn(6, 4, 3)
     lstm(x)
-    assert calls == [1]
+    assert fused_runs == [4]
     with torch.no_grad():
         lstm(x)
-    assert calls == [1]
+    assert fused_runs == [4]
+
+
+@pytest.mark.parametrize("layout", ["batch_first", "time_major", "unbatched", "packed"])
+def test_fastest_reads_the_batch_not_the_time_axis(layout, fused_runs):
+    """Two sequences of 600 steps, H = 16: 2 x 16 is under the line, 600 x 16 over it."""
+    lstm = lnn.LSTM(3, 16, batch_first=layout == "batch_first", kernel="fastest")
+    hx = (torch.zeros(1, 2, 16), torch.zeros(1, 2, 16))
+    if layout == "batch_first":
+        lstm(torch.randn(2, 600, 3), hx)
+    elif layout == "time_major":
+        lstm(torch.randn(600, 2, 3), hx)
+    elif layout == "unbatched":
+        lstm(torch.randn(600, 3), (hx[0][:, 0], hx[1][:, 0]))
+    else:
+        lstm(pack_padded_sequence(torch.randn(600, 2, 3), torch.tensor([600, 300]), enforce_sorted=False), hx)
+    assert fused_runs == [1 if layout == "unbatched" else 2]
+    lstm(torch.randn(200, 60, 3) if layout == "batch_first" else torch.randn(60, 200, 3))  # 200 x 16: over
+    assert len(fused_runs) == 1
 
 
 @pytest.mark.parametrize("kind", ["padded", "packed"])
-def test_fastest_lstm_and_gru_match_torch_in_float64(kind):
+def test_fastest_lstm_and_gru_match_torch_in_float64(kind, fused_runs):
     """The fused path computes torch's numbers: outputs, final states and every gradient."""
     torch.manual_seed(0)
     for layer, theirs in ((lnn.LSTM(4, 6, 2, bidirectional=True, kernel="fastest"), torch.nn.LSTM),
@@ -270,7 +300,8 @@ def test_fastest_lstm_and_gru_match_torch_in_float64(kind):
             states = state if isinstance(state, tuple) else (state,)
             (data.square().sum() + sum(s.sin().sum() for s in states)).backward()
             results.append([data, *states, *(p.grad for p in module.parameters())])
-        assert kernels.select_backend(layer.spec, None, x, 3) == "fused"
+        assert fused_runs == [3]  # lstmkit's layer (all its layers and directions in one call)
+        fused_runs.clear()
         for found, expected in zip(*results):
             torch.testing.assert_close(found, expected, rtol=1e-10, atol=1e-10)
 
@@ -299,3 +330,52 @@ def test_kernel_option_is_checked_and_shown():
         lnn.GRU(3, 4, kernel="fused")
     assert "kernel='fastest'" in repr(lnn.LSTM(3, 4, kernel="fastest"))
     assert "kernel" not in repr(lnn.LSTM(3, 4))
+
+
+def test_fastest_lstm_carries_state_across_calls_as_torch_does(fused_runs):
+    """Truncated BPTT as the language model runs it: the state of one piece starts the next,
+    detached; outputs and gradients of both pieces match torch.nn.LSTM in float64."""
+    torch.manual_seed(0)
+    ours = lnn.LSTM(3, 5, 2, batch_first=True, dropout=0.0, kernel="fastest").double()
+    theirs = torch.nn.LSTM(3, 5, 2, batch_first=True).double()
+    theirs.load_state_dict(ours.state_dict())
+    pieces = torch.randn(2, 4, 7, 3, dtype=torch.float64)
+    results = []
+    for module in (ours, theirs):
+        module.zero_grad()
+        state, outputs = None, []
+        for piece in pieces:
+            out, state = module(piece, state)
+            out.pow(2).sum().backward()
+            state = tuple(s.detach() for s in state)
+            outputs.append(out.detach())
+        results.append([*outputs, *state, *(p.grad.clone() for p in module.parameters())])
+    assert fused_runs == [4, 4]  # both pieces
+    for found, expected in zip(*results):
+        torch.testing.assert_close(found, expected, rtol=1e-10, atol=1e-10)
+
+
+def test_prepare_builds_the_kernels_only_for_networks_that_may_use_them(monkeypatch):
+    asked = []
+    monkeypatch.setattr(fused, "available", lambda: asked.append(1) or True)
+    for network in (lnn.LSTM(3, 4), torch.nn.Sequential(lnn.RNN(3, 4), torch.nn.Linear(4, 1)), lnn.GRU(3, 4)):
+        kernels.prepare(network)
+    assert asked == []  # torch's path only: nothing to build
+    for network in (lnn.LSTM(3, 4, kernel="fastest"), torch.nn.Sequential(lnn.LSTM(3, 4, cell="peephole")),
+                    lnn.GRU(3, 4, kernel="fastest")):
+        kernels.prepare(network)
+    assert asked == [1, 1, 1]
+
+
+def test_training_engine_prepares_the_kernels_of_the_network_it_trains(monkeypatch):
+    from lstmkit.train import engine
+
+    seen = []
+    monkeypatch.setattr(engine.kernels, "prepare", lambda module: seen.append(module))
+    from lstmkit.data import load_dataset
+    from lstmkit.tasks.forecast import LSTMForecaster
+    from lstmkit.train import TrainConfig
+
+    LSTMForecaster(horizon=2, hidden_size=4, transform="none", ensemble=1, training=TrainConfig(max_epochs=1)).fit(
+        load_dataset("airline"), target="passengers", time="month")
+    assert len(seen) == 1 and any(m.kernel == "fastest" for m in seen[0].modules() if isinstance(m, lnn.LSTM))

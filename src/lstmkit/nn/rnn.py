@@ -4,7 +4,8 @@ r"""Sequence layers: the time loop, directions, stacking, lengths and state arou
 parameter names of their ``torch.nn`` namesakes, so that a ``state_dict`` moves between the two.
 :class:`LSTM` adds ``cell=`` (the variant, see :class:`lstmkit.nn.LSTMCell` for the equations)
 and gate-bias initialisation. Where torch's own fused implementation computes exactly the
-requested math it is used (see :mod:`lstmkit.nn.kernels`).
+requested math it is used, unless a layer asks for ``kernel="fastest"`` (see
+:mod:`lstmkit.nn.kernels`).
 
 Shapes: ``T`` time, ``B`` batch, ``I`` input features, ``H`` hidden size, ``P`` output size
 (``proj_size`` or ``H``), ``L`` layers, ``D`` directions (2 if bidirectional).
@@ -247,9 +248,10 @@ class LSTM(RecurrentLayer):
     r"""A multi-layer LSTM of any variant: a drop-in for ``torch.nn.LSTM``.
 
     Each layer runs the cell chosen by ``cell=`` (equations in :class:`lstmkit.nn.LSTMCell`):
-    ``"standard"`` (forget gate; torch's own fused path runs it), ``"vanilla"`` (1997, no forget
-    gate), ``"peephole"``, ``"cifg"`` or ``"layernorm"``. With ``proj_size > 0`` every variant's
-    output is projected, :math:`h_t = W_{hr}(o_t \odot \tanh(c_t))`, as in ``torch.nn.LSTM``.
+    ``"standard"`` (forget gate; torch's own fused path runs it unless ``kernel="fastest"``),
+    ``"vanilla"`` (1997, no forget gate), ``"peephole"``, ``"cifg"`` or ``"layernorm"``. With
+    ``proj_size > 0`` every variant's output is projected, :math:`h_t = W_{hr}(o_t \odot \tanh(c_t))`,
+    as in ``torch.nn.LSTM``.
 
     Parameters per layer ``k`` (suffix ``_reverse`` for the reverse direction), gate blocks
     stacked in the order of ``Variant.gates`` (``i, f, g, o`` or ``i, g, o``):

@@ -33,6 +33,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, RichProgressBar
 from torch.utils.data import Dataset, default_collate
 
 from lstmkit.errors import DataError, TrainingError
+from lstmkit.nn import kernels
 from lstmkit.train.checkpoint import IntervalCheckpoint
 from lstmkit.train.module import TaskModule
 
@@ -188,6 +189,9 @@ def fit(
             seeded with the config's ``seed``.
         callbacks: more Lightning callbacks (a task's own stopping rule, say).
 
+    lstmkit's fused kernels are built first when the network may run on them
+    (:func:`lstmkit.nn.kernels.prepare`), so that a first build is not charged to ``max_time``.
+
     Returns:
         a :class:`FitResult`.
 
@@ -203,6 +207,8 @@ def fit(
         raise DataError("the training loader has no samples; nothing to train on")
     if val_loader is not None and len(val_loader) == 0:
         raise DataError("the validation loader has no samples; pass val_loader=None to monitor the training loss")
+    # a first build of the fused kernels (about half a minute) is not charged to max_time or the run's time
+    kernels.prepare(module)
     threads = torch.get_num_threads()
     if config.num_threads is not None:
         torch.set_num_threads(config.num_threads)  # for this run only; restored below

@@ -11,9 +11,12 @@ Backends, tried in this order by ``"auto"``:
 
 A layer built with ``kernel="fastest"`` (the tasks build theirs so) runs the standard LSTM and
 the GRU on the fused kernels too, where :func:`fused_is_faster` says they beat torch's own path;
-elsewhere, and where the kernels are not built, torch's path as with ``"auto"``.
+elsewhere, and where the kernels are not built, torch's path as with ``"auto"``. The two agree
+to rounding, so a seed gives the same run on machines alike in this and slightly different
+numbers on one that cannot build the kernels. :func:`prepare` builds them before a timed run.
 
-The dispatcher falls back to the reference, never to something else. ``set_backend`` and the
+For the math torch does not have, the dispatcher falls back to the reference, never to something
+else. ``set_backend`` and the
 ``use_backend`` context manager force a backend, for tests and benchmarks; a forced backend that
 cannot compute a layer is an error, except that a forced ``"fused"`` on a machine where the
 kernels could not be built runs the reference (after the build warning).
@@ -35,7 +38,7 @@ from lstmkit.nn.kernels.reference import State, Transition
 from lstmkit.nn.kernels.spec import LayerSpec
 
 __all__ = ["BACKENDS", "KERNELS", "LayerSpec", "get_backend", "set_backend", "use_backend", "select_backend",
-           "fused_is_faster", "sequence_forward"]
+           "fused_is_faster", "prepare", "sequence_forward"]
 
 BACKENDS = ("auto", "native", "fused", "reference")
 KERNELS = ("auto", "fastest")  # a layer's own choice, see LayerSpec.kernel
@@ -82,11 +85,12 @@ def fused_is_faster(mode: str, batch: int, hidden_size: int, training: bool) -> 
     lose. Torch's LSTM does the most per call: the fused kernel wins while one step's work is
     small (B x H up to 2,048 in training, 512 in inference), where torch's per-step dispatch and
     autograd nodes cost more than the step's arithmetic. Torch's CPU GRU composes more
-    operators, and the fused GRU is faster up to B x H = 16,384 either way.
+    operators, and the fused GRU is faster up to B x H = 16,384 either way (measured up to
+    H = 256, where the line is drawn).
     """
     work = batch * hidden_size
     if mode == "GRU":
-        return work <= 16_384
+        return work <= 16_384 and hidden_size <= 256
     if mode == "LSTM":
         return (work <= 2_048 and hidden_size <= 128) if training else (work <= 512 and hidden_size <= 64)
     return False
@@ -96,8 +100,25 @@ def _prefers_fused(spec: LayerSpec, x: Tensor | None, batch: int | None) -> bool
     """A ``kernel="fastest"`` layer on input the fused kernel computes faster than torch's path;
     never while tracing or compiling, which read torch's path as an ONNX/graph LSTM op."""
     return (spec.kernel == "fastest" and x is not None and batch is not None and spec.hidden_size > 0
-            and fused.supports(spec, x, None) and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
+            and fused.supports(spec, x, None) and not torch.jit.is_tracing() and not _compiling()
             and fused_is_faster(spec.mode, batch, spec.hidden_size, torch.is_grad_enabled()) and fused.available())
+
+
+def _compiling() -> bool:
+    is_compiling = getattr(torch.compiler, "is_compiling", None)  # torch >= 2.3
+    return bool(is_compiling()) if is_compiling is not None else False
+
+
+def prepare(module: torch.nn.Module) -> None:
+    """Build (or load) the fused kernels now if a recurrent layer of ``module`` may run on them,
+    so that the first build (about half a minute) is not spent inside a timed or budgeted run."""
+    from lstmkit.nn.rnn import RecurrentLayer
+
+    for layer in module.modules():
+        if isinstance(layer, RecurrentLayer) and layer.mode in ("LSTM", "GRU") and (
+                layer.kernel == "fastest" or not layer.spec.is_torch_native):
+            fused.available()
+            return
 
 
 def select_backend(spec: LayerSpec, transition: Transition | None, x: Tensor | None = None,

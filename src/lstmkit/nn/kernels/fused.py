@@ -86,8 +86,9 @@ def load_extension() -> ModuleType | None:
         except Exception as error:  # any build failure means: fall back, loudly, once
             _failure = f"{type(error).__name__}: {str(error).strip().splitlines()[-1] if str(error).strip() else ''}"
             warnings.warn(
-                f"lstmkit could not build its fused CPU kernels ({_failure}); LSTM variants run on the "
-                "plain-PyTorch reference instead, which is correct but several times slower. A C++ "
+                f"lstmkit could not build its fused CPU kernels ({_failure}); the LSTM variants run on the "
+                "plain-PyTorch reference instead, which is correct but several times slower, and the standard "
+                "LSTM and the GRU on torch's own path. A C++ "
                 "compiler and the 'ninja' package are needed; set LSTMKIT_KERNELS_VERBOSE=1 to see the "
                 "build log, or LSTMKIT_NO_KERNELS=1 to skip the build.",
                 RuntimeWarning,
