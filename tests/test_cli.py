@@ -67,7 +67,7 @@ def run(tmp_path_factory):
 def test_help_of_every_command_shows_examples():
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0 and all(name in result.output for name in ("forecast", "predict", "datasets"))
-    for command, example in [("forecast", "lstmkit forecast --data airline --horizon 12"),
+    for command, example in [("forecast", "lstmkit forecast --data sunspots --horizon 20"),
                              ("predict", "lstmkit predict --model runs/"),
                              ("datasets", "lstmkit forecast --data sunspots --horizon 20")]:
         result = runner.invoke(app, [command, "--help"])
@@ -280,3 +280,82 @@ def test_a_run_finishing_while_another_claims_its_name_loses_nothing(tmp_path, m
         (second_tmp / "b.txt").write_text("b")
     assert finish_first_on_the_first_look.done and second_final != first_final
     assert (first_final / "a.txt").read_text() == "a" and (second_final / "b.txt").read_text() == "b"
+
+
+def test_every_command_and_group_shows_examples_in_its_help():
+    for command in ([], ["forecast"], ["predict"], ["datasets"], ["classify"], ["tag"], ["paper"], ["textgen"],
+                    ["textgen", "train"], ["textgen", "sample"]):
+        result = runner.invoke(app, [*command, "--help"])
+        assert result.exit_code == 0, (command, result.output)
+        assert "Example" in result.output and "lstmkit " in result.output.split("Example", 1)[1], command
+
+
+def test_forecast_without_options_runs_the_airline_data_and_keeps_no_checkpoints(tmp_path):
+    """The default dataset and its horizon; the settings used are recorded with the defaults filled in;
+    the training logs stay, the (pickled) checkpoints of every candidate network go (the model is saved)."""
+    result = runner.invoke(app, ["forecast", "--runs", str(tmp_path), "--epochs", "2", "--hidden-size", "4",
+                                 "--ensemble", "2"])
+    assert result.exit_code == 0, result.output
+    directory = only_run(tmp_path)
+    settings = json.loads((directory / "config.json").read_text())
+    assert (settings["data"], settings["horizon"], settings["target"], settings["time"], settings["season_length"]) \
+        == ("airline", 12, "passengers", "month", 12)
+    assert settings["quantiles"] == "0.1,0.5,0.9"
+    assert len(list((directory / "training").glob("*/logs/metrics.csv"))) == 6  # 3 transforms x 2 seeds
+    assert list(directory.rglob("*.ckpt")) == []
+
+
+def test_forecast_a_file_needs_a_horizon_and_recursive_mode_takes_no_quantiles(run, tmp_path):
+    _, root, _ = run
+    base = ["forecast", "--data", str(root / "sales.csv"), "--target", "sales", "--time", "day",
+            "--runs", str(tmp_path / "runs")]
+    assert_failed(runner.invoke(app, base), "--horizon is needed for", tmp_path / "runs")
+    assert "greater than or equal to 1" in runner.invoke(app, [*base, "--horizon", "0"]).output
+    assert runner.invoke(app, [*base, "--horizon", "0"]).exit_code == 2
+    assert_failed(runner.invoke(app, [*base, "--horizon", "4", "--mode", "recursive", "--quantiles", "0.1,0.5,0.9"]),
+                  "--mode recursive feeds its point forecast back and gives no intervals", tmp_path / "runs")
+    result = runner.invoke(app, [*base, "--horizon", "4", "--mode", "recursive", *FAST])
+    assert result.exit_code == 0, result.output
+    forecast = pd.read_csv(only_run(tmp_path / "runs") / "forecast.csv")
+    assert "lower_80" not in forecast.columns and len(forecast) == 4
+
+
+def test_a_series_too_short_for_the_comparison_says_what_the_test_part_took(tmp_path):
+    pd.DataFrame({"t": range(8), "v": np.arange(8.0)}).to_csv(tmp_path / "short.csv", index=False)
+    result = runner.invoke(app, ["forecast", "--data", str(tmp_path / "short.csv"), "--target", "v", "--time", "t",
+                                 "--horizon", "4", "--runs", str(tmp_path / "runs"), *FAST])
+    assert_failed(result, "the comparison holds out the last 4 steps of every series; a smaller test_size leaves "
+                          "more", tmp_path / "runs")
+
+
+def test_a_wide_table_is_one_global_model_over_its_columns(tmp_path):
+    """--wide reads each column as a series: the same run as the long table with a series column."""
+    t = np.arange(48)
+    wide = pd.DataFrame({"day": pd.date_range("2022-01-01", periods=48, freq="D"),
+                         "north": 10 + np.sin(t / 3) + 0.05 * t, "south": 5 + np.cos(t / 4)})
+    wide.to_csv(tmp_path / "wide.csv", index=False)
+    wide.melt(id_vars="day", var_name="store", value_name="units").to_csv(tmp_path / "long.csv", index=False)
+    common = ["--time", "day", "--horizon", "4", *FAST]
+    result = runner.invoke(app, ["forecast", "--data", str(tmp_path / "wide.csv"), "--wide", "--runs",
+                                 str(tmp_path / "wide"), *common])
+    assert result.exit_code == 0, result.output
+    assert runner.invoke(app, ["forecast", "--data", str(tmp_path / "long.csv"), "--target", "units", "--series-id",
+                               "store", "--runs", str(tmp_path / "long"), *common]).exit_code == 0
+    scores = [json.loads((only_run(tmp_path / kind) / "metrics.json").read_text())["methods"]
+              for kind in ("wide", "long")]
+    assert set(scores[0]) == set(scores[1]) == METHODS
+    for method in METHODS:
+        np.testing.assert_allclose(pd.Series(scores[0][method]), pd.Series(scores[1][method]), rtol=1e-6)
+
+    directory = only_run(tmp_path / "wide")
+    result = runner.invoke(app, ["predict", "--model", str(directory), "--data", str(tmp_path / "wide.csv"), "--wide"])
+    assert result.exit_code == 0, result.output
+    prediction = pd.read_csv(directory / "prediction.csv")
+    assert prediction.groupby("series").size().to_dict() == {"north": 4, "south": 4}
+    pd.testing.assert_frame_equal(prediction, pd.read_csv(directory / "forecast.csv"))
+
+    base = ["forecast", "--data", str(tmp_path / "wide.csv"), "--wide", "--runs", str(tmp_path / "bad"), *common]
+    assert_failed(runner.invoke(app, [*base, "--series-id", "north"]), "--wide reads one series per column",
+                  tmp_path / "bad")
+    assert_failed(runner.invoke(app, [*base, "--target", "north,east"]), "--wide: no column(s) ['east']",
+                  tmp_path / "bad")

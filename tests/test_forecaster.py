@@ -560,3 +560,27 @@ def test_loading_weights_that_lack_a_tensor(saved):
     safetensors.torch.save_file(tensors, saved / "model.safetensors")
     with pytest.raises(ModelFileError, match=r"KeyError: 'context.0'"):
         LSTMForecaster.load(saved)
+
+
+def test_scaling_is_fitted_on_the_training_part_only():
+    """The validation part (and anything after it) never moves the scaler: a validation part made
+    wildly different gives the same statistics, which are those of the training steps."""
+    data = monthly()
+    model = forecaster(val_size=12).fit(data, target="y", time="month")
+    train = data["y"].to_numpy()[:-12]
+    np.testing.assert_allclose(model.scaler_.mean[0], [train.mean()])
+    np.testing.assert_allclose(model.scaler_.std[0], [train.std()])
+    changed = data.assign(y=np.r_[data["y"].to_numpy()[:-12], np.full(12, 1e4)])
+    other = forecaster(val_size=12).fit(changed, target="y", time="month")
+    np.testing.assert_array_equal(other.scaler_.mean, model.scaler_.mean)
+    np.testing.assert_array_equal(other.scaler_.std, model.scaler_.std)
+
+
+@pytest.mark.parametrize("cell", ["vanilla", "peephole", "cifg", "layernorm"])
+def test_every_lstm_variant_forecasts_and_saves(cell, tmp_path):
+    model = forecaster(cell=cell).fit(monthly(), target="y", time="month")
+    assert model.network_.members[0].encoder.cell == cell
+    forecast = model.predict()
+    assert len(forecast) == 4 and np.isfinite(forecast["forecast"]).all()
+    model.save(tmp_path / "m")
+    pd.testing.assert_frame_equal(LSTMForecaster.load(tmp_path / "m").predict(), forecast)

@@ -128,7 +128,7 @@ def test_fit_lowers_the_loss_and_writes_both_checkpoints_and_csv_logs(tmp_path):
     result = train(module, tmp_path)
     elapsed = time.perf_counter() - started
     assert 0 < result.seconds < elapsed  # the training loop's own time
-    assert result.steps == 5 * module.optimizer_steps_per_epoch
+    assert result.steps == 5 * STEPS_PER_EPOCH
     module.eval()
     with torch.no_grad():
         after = F.mse_loss(module.network(x), y).item()
@@ -620,6 +620,34 @@ def test_batch_stream_order_depends_on_seed_and_epoch_only():
     assert _epoch(BatchStream(Indexed(40), 8, True, seed=2, chunk=2), 0) != epoch0
     fixed = BatchStream(Indexed(10), 4, False)
     assert _epoch(fixed, 3) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+
+
+@pytest.mark.parametrize("size", [23, 24])
+def test_batch_stream_gives_each_ddp_process_its_own_share(size, monkeypatch):
+    """As DistributedSampler: the same seeded order in every process, padded to a multiple of the
+    world size with its first samples, every second sample for each of two processes."""
+    stream = BatchStream(Indexed(size), 4, True, seed=3, chunk=2)
+    whole = [i for batch in _epoch(stream, 1) for i in batch]
+    shares = []
+    for rank in (0, 1):
+        monkeypatch.setattr(BatchStream, "_share", staticmethod(lambda rank=rank: (rank, 2)))
+        assert stream.optimizer_steps == 3  # 12 samples each
+        shares.append([i for batch in _epoch(stream, 1) for i in batch])
+    padded = whole + whole[:len(whole) % 2]
+    assert shares == [padded[0::2], padded[1::2]]
+    assert len(shares[0]) == len(shares[1]) == 12
+
+
+def test_ddp_trains_two_processes_on_halves_of_the_data(tmp_path):
+    """Two CPU processes (DDP, spawned): each takes half of every epoch's mini-batches; the best
+    weights come back to this process."""
+    module = make_module(config(devices=2, strategy="ddp_spawn", max_epochs=2))
+    result = train(module, tmp_path)
+    assert result.steps == 2 * STEPS_PER_EPOCH // 2 and result.epochs == 2 and math.isfinite(result.best_score)
+    assert result.best_checkpoint is not None and result.best_checkpoint.exists()
+    assert result.last_checkpoint == tmp_path / "checkpoints" / "last.ckpt"
+    saved = torch.load(result.best_checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    assert_same_weights(weights(module), saved)
 
 
 # -- validation without Lightning's loop, checkpoints taken once --------------------------------

@@ -17,7 +17,20 @@ __all__ = ["app", "console", "errors", "fail", "new_run", "read_text_file"]
 
 app = typer.Typer(
     name="lstmkit",
-    help="LSTM networks for sequence data, trained right and judged against the classical methods.",
+    help="""LSTM networks for sequence data, trained right and judged against the classical methods.
+
+    Examples:
+
+      lstmkit forecast --data airline --horizon 12
+
+      lstmkit classify --data italypowerdemand
+
+      lstmkit textgen train stdlib --epochs 5
+
+      lstmkit paper --profile smoke reber
+
+      lstmkit forecast --help
+    """,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

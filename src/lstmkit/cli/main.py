@@ -51,10 +51,25 @@ def read_table(data: str) -> tuple[pd.DataFrame, dict[str, Any]]:
     if data in names:
         info = dataset_info(data)
         return load_dataset(data), {"target": info.target, "time": info.time_column,
-                                    "season_length": info.season_length}
+                                    "season_length": info.season_length, "horizon": info.horizon}
     fail(f"no file or built-in dataset named {data!r}; built-in datasets: {', '.join(names)} "
           "(see `lstmkit datasets`)")
     raise AssertionError  # unreachable
+
+
+def _wide_to_long(table: pd.DataFrame, targets: list[str] | None, time: str | None, series_id: str | None,
+                  covariates: str | None) -> tuple[pd.DataFrame, list[str], str]:
+    """A wide table (one column per series) in the long layout, with its target and series column."""
+    from lstmkit.data.frames import wide_to_long
+
+    if series_id or covariates:
+        fail("--wide reads one series per column: it takes no --series-id and no covariates (those need the long "
+             "layout, one row per series and time)")
+    columns = targets or [c for c in table.columns if c != time]
+    missing = [c for c in [*columns, *([time] if time else [])] if c not in table.columns]
+    if missing:
+        fail(f"--wide: no column(s) {missing} in the table; its columns are {list(map(str, table.columns))}")
+    return wide_to_long(table[[*([time] if time else []), *columns]], time, "value", "series"), ["value"], "series"
 
 
 def _split_list(value: str | None) -> list[str]:
@@ -76,11 +91,14 @@ def _metric_table(table: pd.DataFrame, title: str) -> Table:
 
 @app.command()
 def forecast(
-    data: Annotated[str, typer.Option(help="CSV/Parquet/JSON file, or a built-in dataset name.")],
-    horizon: Annotated[int, typer.Option(min=1, help="Steps to forecast.")],
+    data: Annotated[str, typer.Option(help="CSV/Parquet/JSON file, or a built-in dataset name.")] = "airline",
+    horizon: Annotated[int | None, typer.Option(min=1, help="Steps to forecast (default for a built-in dataset: "
+                                                            "its own, see `lstmkit datasets`).")] = None,
     target: Annotated[str | None, typer.Option(help="Column(s) to forecast, comma-separated.")] = None,
     time: Annotated[str | None, typer.Option(help="Time column (default: the dataset's, else the row order).")] = None,
     series_id: Annotated[str | None, typer.Option(help="Column that tells series apart (many series).")] = None,
+    wide: Annotated[bool, typer.Option(help="A wide table: each --target column (default: every column but the "
+                                            "time) is one series of a global model.")] = False,
     past_covariates: Annotated[str | None, typer.Option(help="Comma-separated columns known up to the origin.")] = None,
     future_covariates: Annotated[str | None, typer.Option(help="Comma-separated columns known ahead.")] = None,
     future_data: Annotated[Path | None, typer.Option(exists=True, dir_okay=False,
@@ -94,17 +112,25 @@ def forecast(
     dropout: Annotated[float, typer.Option(help="Dropout between layers.")] = 0.0,
     transform: Annotated[str, typer.Option(help="auto, none, difference or instance.")] = "auto",
     mode: Annotated[str, typer.Option(help="direct or recursive.")] = "direct",
-    quantiles: Annotated[str, typer.Option(help="Quantiles to predict, comma-separated ('' for points).")] =
-    "0.1,0.5,0.9",
+    quantiles: Annotated[str | None, typer.Option(help="Quantiles to predict, comma-separated ('' for points; "
+                                                       "default 0.1,0.5,0.9, none with --mode recursive).")] = None,
     log: Annotated[bool, typer.Option(help="Model the logarithm of the target.")] = False,
     season_length: Annotated[int | None, typer.Option(help="Observations per season (default: inferred).")] = None,
     fill_missing: Annotated[str, typer.Option(help="error or interpolate.")] = "error",
     ensemble: Annotated[int, typer.Option(help="Networks trained from consecutive seeds and averaged.")] = 3,
     epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 300,
     batch_size: Annotated[int, typer.Option(help="Windows per step.")] = 32,
-    learning_rate: Annotated[float, typer.Option(help="Adam learning rate.")] = 3e-3,
+    learning_rate: Annotated[float, typer.Option(help="Learning rate (the peak for one-cycle).")] = 3e-3,
+    optimizer: Annotated[str, typer.Option(help="adam, adamw or sgd.")] = "adam",
+    lr_schedule: Annotated[str, typer.Option(help="plateau, cosine, onecycle or none.")] = "plateau",
+    weight_decay: Annotated[float, typer.Option(help="L2 penalty (decoupled for adamw).")] = 0.0,
+    gradient_clip: Annotated[float, typer.Option(help="Largest gradient norm (0: no clipping).")] = 1.0,
     patience: Annotated[int, typer.Option(help="Early-stopping patience in epochs (0: off).")] = 30,
     seed: Annotated[int, typer.Option(help="Random seed (CPU runs are reproducible).")] = 0,
+    accelerator: Annotated[str, typer.Option(help="Lightning's accelerator: cpu, gpu, auto, ...")] = "cpu",
+    devices: Annotated[str, typer.Option(help="Lightning's devices: a count (2 trains with DDP), or auto.")] = "1",
+    precision: Annotated[str, typer.Option(help="Lightning's precision: 32-true, 64-true, bf16-mixed, ...")] =
+    "32-true",
     runs: Annotated[Path, typer.Option(help="Where run directories go.")] = Path("runs"),
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = False,
     tensorboard: Annotated[bool, typer.Option(help="Also write TensorBoard logs.")] = False,
@@ -114,9 +140,13 @@ def forecast(
 
     Examples:
 
-      lstmkit forecast --data airline --horizon 12
+      lstmkit forecast                                   # the airline data, 12 months held out
+
+      lstmkit forecast --data sunspots --horizon 20 --cell peephole
 
       lstmkit forecast --data sales.csv --target units --time date --series-id store --horizon 8
+
+      lstmkit forecast --data stores.csv --time date --wide --horizon 8   # one column per store
     """
     from lstmkit.tasks.forecast import LSTMForecaster
     from lstmkit.tasks.forecast.evaluation import compare
@@ -126,20 +156,38 @@ def forecast(
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in locals().items()
                 if k not in ("LSTMForecaster", "compare", "plot_forecast", "TrainConfig")}
     table, defaults = read_table(data)
+    if quantiles is None:
+        quantiles = "" if mode == "recursive" else "0.1,0.5,0.9"
     try:
         levels = tuple(float(q) for q in _split_list(quantiles))
     except ValueError:
         fail(f"--quantiles must be numbers separated by commas, like 0.1,0.5,0.9; got {quantiles!r}")
+    if mode == "recursive" and levels:
+        fail("--mode recursive feeds its point forecast back and gives no intervals; leave out --quantiles, or use "
+             "--mode direct for intervals")
+    if horizon is None:
+        if "horizon" not in defaults:
+            fail(f"--horizon is needed for {data}: how many steps to forecast (and to hold out for the comparison)")
+        horizon = defaults["horizon"]
     targets = _split_list(target) or ([defaults["target"]] if "target" in defaults else None)
     time = time or defaults.get("time")
+    if wide:
+        table, targets, series_id = _wide_to_long(table, targets, time, series_id, past_covariates or future_covariates)
+        time = time or "time"
+    # what this run used, the defaults filled in
+    settings.update(horizon=horizon, target=",".join(targets) if targets else None, time=time, quantiles=quantiles,
+                    season_length=season_length or defaults.get("season_length"))
+    device_count: int | str = int(devices) if devices.isdigit() else devices
     try:
         model = LSTMForecaster(
             horizon, window, cell=cell, hidden_size=hidden_size, num_layers=num_layers, dropout=dropout,
             transform=transform, mode=mode, quantiles=levels, log=log,
             season_length=season_length or defaults.get("season_length"), fill_missing=fill_missing, ensemble=ensemble,
             training=TrainConfig(max_epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                                 early_stopping_patience=patience, seed=seed, progress_bar=progress,
-                                 loggers=("csv", "tensorboard") if tensorboard else ("csv",)))
+                                 optimizer=optimizer, lr_schedule=lr_schedule, weight_decay=weight_decay,
+                                 gradient_clip=gradient_clip, early_stopping_patience=patience, seed=seed,
+                                 progress_bar=progress, accelerator=accelerator, devices=device_count,
+                                 precision=precision, loggers=("csv", "tensorboard") if tensorboard else ("csv",)))
         name = Path(data).stem if Path(data).is_file() else data
         with new_run(runs, f"forecast-{name}") as (tmp, final):
             model.run_dir = tmp / "training"
@@ -157,7 +205,8 @@ def forecast(
                 future = model.predict(table, future_covariates=future_table)
             model.run_dir = None
             model.save(tmp / "model")
-            shutil.rmtree(tmp / "training" / "checkpoints", ignore_errors=True)  # the model dir has the weights
+            for checkpoints in sorted((tmp / "training").glob("**/checkpoints")):  # the model dir has the weights
+                shutil.rmtree(checkpoints)
             lstm_test = result.forecasts[result.forecasts["method"] == "LSTM"]
             lstm_test.drop(columns="method").to_csv(tmp / "test_forecasts.csv", index=False)
             result.forecasts.to_csv(tmp / "test_forecasts_all_methods.csv", index=False)
@@ -188,6 +237,8 @@ def forecast(
 def predict(
     model: Annotated[Path, typer.Option(help="A run directory (or its model/ directory).")],
     data: Annotated[str, typer.Option(help="History in the layout used for training (CSV or dataset name).")],
+    wide: Annotated[bool, typer.Option(help="The history is a wide table, as in `lstmkit forecast --wide`.")] =
+    False,
     future_data: Annotated[Path | None, typer.Option(exists=True, dir_okay=False,
                                                      help="Future covariates over the horizon.")] = None,
     output: Annotated[Path | None, typer.Option(help="CSV to write (default: prediction.csv in the run "
@@ -206,6 +257,9 @@ def predict(
     table, _ = read_table(data)
     try:
         forecaster = LSTMForecaster.load(directory)
+        if wide:
+            time = forecaster.schema_.time
+            table, _, _ = _wide_to_long(table, None, time if time in table.columns else None, None, None)
         future = pd.read_csv(future_data) if future_data is not None else None
         result = forecaster.predict(table, future_covariates=future)
     except LstmkitError as error:
@@ -234,11 +288,11 @@ def datasets() -> None:
     from lstmkit.data import list_datasets, load_dataset
 
     view = Table(title="built-in datasets")
-    for column in ("name", "rows", "time", "target", "frequency", "season", "description"):
+    for column in ("name", "rows", "time", "target", "frequency", "season", "horizon", "description"):
         view.add_column(column)
     for info in list_datasets():
         view.add_row(info.name, str(len(load_dataset(info.name))), info.time_column, info.target, info.frequency,
-                     str(info.season_length), info.description.split(".")[0])
+                     str(info.season_length), str(info.horizon), info.summary)
     console.print(view)
 
 

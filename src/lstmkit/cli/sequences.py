@@ -24,7 +24,14 @@ from lstmkit.errors import LstmkitError
 
 __all__ = ["textgen"]
 
-textgen = typer.Typer(help="Train a language model on a text, and sample from it.", no_args_is_help=True)
+textgen = typer.Typer(help="""Train a language model on a text, and sample from it.
+
+    Examples:
+
+      lstmkit textgen train stdlib --epochs 5
+
+      lstmkit textgen sample --model runs/textgen-stdlib-20261122-120000 --prompt "Return the " --top-p 0.9
+    """, no_args_is_help=True)
 app.add_typer(textgen, name="textgen")
 
 BUILTIN_CLASSIFY = ("docstring-topics", "gunpoint", "italypowerdemand")

@@ -36,7 +36,10 @@ class TrainConfig:
         progress_bar: show a rich progress bar with the loss and validation metric.
         loggers: any of ``"csv"`` and ``"tensorboard"``.
         accelerator: Lightning's accelerator (``"cpu"``, ``"auto"``, ...).
-        devices: Lightning's devices.
+        devices: Lightning's devices (``2`` on the CPU: two processes under DDP).
+        strategy: Lightning's strategy (``"auto"``, ``"ddp"``, ``"ddp_spawn"``, ...). With
+            several devices ``"auto"`` is DDP, whose processes re-run the calling script; from a
+            notebook or inside another program ``"ddp_spawn"`` starts them from this one instead.
         precision: Lightning's precision (``"32-true"``, ``"bf16-mixed"``, ...).
         num_threads: torch intra-op threads during this run (restored afterwards); ``None`` keeps
             torch's setting.
@@ -63,6 +66,7 @@ class TrainConfig:
     loggers: tuple[str, ...] = ("csv",)
     accelerator: str = "cpu"
     devices: int | str = 1
+    strategy: str = "auto"
     precision: str = "32-true"
     num_threads: int | None = None
     max_time: float | None = None

@@ -68,6 +68,12 @@ class BatchStream:
     :class:`lstmkit.data.windows.WindowDataset` does); otherwise samples are collated with
     ``collate_fn`` (default: ``torch.utils.data.default_collate``).
 
+    Under distributed training (DDP: a process group is initialised) every process takes its own
+    share of each epoch's order, as ``torch.utils.data.DistributedSampler`` does: the order (the
+    same in every process: it is seeded) is padded with its first samples to a multiple of the
+    world size, and process ``r`` takes every ``world``-th sample from the ``r``-th. Lightning adds
+    such a sampler only to a ``DataLoader``, which this is not.
+
     Args:
         dataset: the samples.
         batch_size: samples per mini-batch (one optimiser step).
@@ -89,10 +95,18 @@ class BatchStream:
         self.chunk = chunk
         self.collate_fn = collate_fn or default_collate
 
+    @staticmethod
+    def _share() -> tuple[int, int]:
+        """(this process's rank, the world size): (0, 1) unless a process group is initialised."""
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_rank(), torch.distributed.get_world_size()
+        return 0, 1
+
     @property
     def optimizer_steps(self) -> int:
-        """Mini-batches per epoch."""
-        return math.ceil(len(self.sampler) / self.batch_size)
+        """Mini-batches per epoch (of this process, under distributed training)."""
+        _, world = self._share()
+        return math.ceil(math.ceil(len(self.sampler) / world) / self.batch_size)
 
     def __len__(self) -> int:
         return math.ceil(self.optimizer_steps / self.chunk)
@@ -105,6 +119,10 @@ class BatchStream:
 
     def __iter__(self) -> Iterator[list[Any]]:
         order = list(self.sampler)
+        rank, world = self._share()
+        if world > 1:
+            total = math.ceil(len(order) / world) * world
+            order = (order * math.ceil(total / max(1, len(order))))[:total][rank::world]
         batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         for start in range(0, len(batches), self.chunk):
             yield [self._batch(indices) for indices in batches[start:start + self.chunk]]
@@ -222,7 +240,7 @@ def _fit(module: TaskModule, train_loader: BatchStream, val_loader: BatchStream 
          resume_from: str | Path | None, callbacks: Sequence[Callback]) -> FitResult:
     config = module.config
     monitor = "val_loss" if val_loader is not None else "train_loss"
-    module.optimizer_steps_per_epoch = train_loader.optimizer_steps
+    module.train_stream = train_loader
     # two callbacks: Lightning's save_last writes last.ckpt only in epochs that improved the best
     checkpoint = IntervalCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode="min",
                                     save_top_k=1, enable_version_counter=False, interval=config.checkpoint_interval)
@@ -242,6 +260,7 @@ def _fit(module: TaskModule, train_loader: BatchStream, val_loader: BatchStream 
             max_time=None if config.max_time is None else timedelta(seconds=config.max_time),
             accelerator=config.accelerator,
             devices=config.devices,
+            strategy=config.strategy,
             precision=config.precision,
             callbacks=callbacks,
             logger=_loggers(config, run_dir) or False,
@@ -266,7 +285,11 @@ def _fit(module: TaskModule, train_loader: BatchStream, val_loader: BatchStream 
             where = f"; the best weights so far ({restored}) were restored" if restored else ""
             raise TrainingError(f"{error}{where}") from None
         finally:
-            module.inline_validation = None  # the loader is not kept with the trained module
+            module.inline_validation = None  # the loaders are not kept with the trained module
+            module.train_stream = None
+    seconds = time.perf_counter() - started
+    if _spawned(trainer):
+        _take_spawned_state(trainer, checkpoint, last, early)
     _restore_best(module, checkpoint, last)
     best = checkpoint.best_model_score
     return FitResult(
@@ -277,7 +300,7 @@ def _fit(module: TaskModule, train_loader: BatchStream, val_loader: BatchStream 
         epochs=trainer.current_epoch,
         stopped_early=bool(early is not None and early.stopped_epoch > 0),
         steps=int(trainer.global_step),
-        seconds=time.perf_counter() - started,
+        seconds=seconds,
     )
 
 
@@ -319,6 +342,31 @@ def _inline_validation(trainer: L.Trainer, module: TaskModule, own: Sequence[Cal
         if any(is_overridden(hook, callback, Callback) for hook in (*_VALIDATION_HOOKS, "on_train_epoch_end")):
             return False
     return True
+
+
+def _spawned(trainer: L.Trainer) -> bool:
+    """Whether the training ran in processes this one started (``ddp_spawn``), not in this one."""
+    from lightning.pytorch.strategies.launchers.multiprocessing import _MultiProcessingLauncher
+
+    return isinstance(getattr(trainer.strategy, "launcher", None), _MultiProcessingLauncher)
+
+
+def _take_spawned_state(trainer: L.Trainer, best: IntervalCheckpoint, last: IntervalCheckpoint,
+                        early: EarlyStopping | None) -> None:
+    """After a spawned run this process's trainer and callbacks have not moved (Lightning sends
+    back the weights, the metrics and the best checkpoint's path only): read where the run ended
+    from its last checkpoint, which rank 0 wrote when training ended."""
+    path = Path(best.dirpath) / f"{last.filename}{last.FILE_EXTENSION}"
+    if not path.exists():
+        return
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    trainer.fit_loop.epoch_progress.current.completed = int(state["epoch"]) + 1
+    trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress.total.completed = int(state["global_step"])
+    callbacks = state.get("callbacks", {})
+    best.load_state_dict(callbacks.get(best.state_key, {}))
+    last.best_model_path = str(path)
+    if early is not None:
+        early.load_state_dict(callbacks.get(early.state_key, {}))
 
 
 def _restore_best(module: TaskModule, best: IntervalCheckpoint, last: IntervalCheckpoint) -> str | None:

@@ -131,11 +131,18 @@ class TaskModule(L.LightningModule):
         self.network = network
         self.config = config
         self.automatic_optimization = False
-        self.optimizer_steps_per_epoch = 1  # set by lstmkit.train.fit, for the one-cycle schedule
+        # the training batches, set by lstmkit.train.fit: the one-cycle schedule counts their steps in the
+        # process that trains (under DDP, each process's share)
+        self.train_stream: Any = None
         self._loss_sum = torch.zeros(())
         self._loss_count = 0
         # the validation batches when lstmkit.train.fit runs validation itself (see _validate_inline)
         self.inline_validation: Iterable[list[Any]] | None = None
+
+    @property
+    def optimizer_steps_per_epoch(self) -> int:
+        """Optimiser steps in an epoch of this process (1 outside :func:`lstmkit.train.fit`)."""
+        return self.train_stream.optimizer_steps if self.train_stream is not None else 1
 
     def step_loss(self, batch: Any) -> Tensor:
         """The mean loss of a mini-batch (abstract)."""
@@ -201,7 +208,8 @@ class TaskModule(L.LightningModule):
         if self.inline_validation is not None:
             self._validate_inline()
         if self._loss_count:
-            self.log("train_loss", self._loss_sum / self._loss_count, prog_bar=True)
+            # sync_dist: under DDP every process logs (and stops, and checkpoints on) the mean over processes
+            self.log("train_loss", self._loss_sum / self._loss_count, prog_bar=True, sync_dist=self._distributed)
         self._loss_sum, self._loss_count = torch.zeros(()), 0
         scheduler = self.lr_schedulers()
         if self.config.lr_schedule == "cosine":
@@ -214,7 +222,8 @@ class TaskModule(L.LightningModule):
     def validation_step(self, chunk: list[Any], chunk_idx: int) -> None:
         for batch in chunk:
             metrics = self.validation_metrics(batch)
-            self.log_dict(metrics, prog_bar=True, on_step=False, on_epoch=True, batch_size=self.batch_size_of(batch))
+            self.log_dict(metrics, prog_bar=True, on_step=False, on_epoch=True, batch_size=self.batch_size_of(batch),
+                          sync_dist=self._distributed)
 
     def on_validation_epoch_end(self) -> None:
         value = self.trainer.callback_metrics.get("val_loss")
@@ -270,6 +279,10 @@ class TaskModule(L.LightningModule):
         finally:
             for module, mode in modes:
                 module.training = mode
+
+    @property
+    def _distributed(self) -> bool:
+        return self._trainer is not None and self.trainer.world_size > 1
 
     @property
     def _has_validation(self) -> bool:

@@ -168,7 +168,8 @@ class LSTMForecaster:
         quantiles = _check_quantiles(self.quantiles)
         if self.mode == "recursive" and quantiles:
             raise ConfigError("recursive mode feeds its point forecast back and gives no intervals; use "
-                              "quantiles=() with mode='recursive', or mode='direct' for intervals")
+                              "quantiles=() with mode='recursive' (on the command line: leave out --quantiles), "
+                              "or mode='direct' for intervals")
         training = self.training if self.training is not None else DEFAULT_TRAINING
         if not isinstance(training, TrainConfig):
             raise ConfigError(f"training must be a lstmkit.train.TrainConfig, got {type(training).__name__}")

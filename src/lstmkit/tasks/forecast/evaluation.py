@@ -94,8 +94,12 @@ def compare(model: LSTMForecaster, data: Any, target: str | list[str] | None = N
         if len(s) <= test_size:
             raise DataError(f"series {s.id!r} has {len(s)} steps, not more than the test part ({test_size})")
     train, _ = split_frame(frame, series_id, test_size)
-    model.fit(train, target=schema.target, time=time, series_id=series_id, past_covariates=past_covariates,
-              future_covariates=future_covariates)
+    try:
+        model.fit(train, target=schema.target, time=time, series_id=series_id, past_covariates=past_covariates,
+                  future_covariates=future_covariates)
+    except DataError as error:  # its lengths are those of the training part: say so
+        raise DataError(f"{error} (in the training part: the comparison holds out the last {test_size} steps of "
+                        "every series; a smaller test_size leaves more)") from None
     season = model.season_length_
     origins_from = [len(s) - test_size for s in series]
     lstm = model.backtest(frame, start=-test_size, step=horizon)
