@@ -4,6 +4,7 @@ import json
 import math
 import random
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -891,3 +892,31 @@ def test_a_run_resumes_exactly_from_a_checkpoint_of_the_other_validation_path(tm
     assert inline_calls(resumed) == 2
     assert_same_weights(weights(resumed), weights(straight))
     assert resumed.lrs == straight.lrs[2 * STEPS_PER_EPOCH:]
+
+
+def test_checkpoints_are_written_whole_through_a_file_beside_them(tmp_path, monkeypatch):
+    """A write that fails half-way leaves the previous checkpoint and no temporary file; the
+    engine writes every checkpoint this way."""
+    from lstmkit.train.checkpoint import AtomicCheckpointIO
+
+    io = AtomicCheckpointIO()
+    target = tmp_path / "c" / "best.ckpt"
+    io.save_checkpoint({"a": torch.ones(2)}, target)
+    save = torch.save
+
+    def broken(obj, handle):
+        handle.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken)
+    with pytest.raises(OSError, match="disk full"):
+        io.save_checkpoint({"a": torch.zeros(2)}, target)
+    monkeypatch.setattr(torch, "save", save)
+    assert torch.load(target, weights_only=True)["a"].tolist() == [1.0, 1.0]
+    assert [p.name for p in target.parent.iterdir()] == ["best.ckpt"]
+
+    written = []
+    monkeypatch.setattr(AtomicCheckpointIO, "save_checkpoint",
+                        lambda self, checkpoint, path, storage_options=None: written.append(Path(path).name))
+    train(make_module(config()), tmp_path / "run")
+    assert sorted(set(written)) == ["best.ckpt", "last.ckpt"]

@@ -5,10 +5,11 @@ from lstmkit.io.model_dir import (
     FORMAT,
     FORMAT_VERSION,
     WEIGHTS_FILE,
+    atomic_write,
     atomic_write_text,
     load_model_dir,
     save_model_dir,
 )
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "CONFIG_FILE", "WEIGHTS_FILE", "save_model_dir", "load_model_dir",
-           "atomic_write_text"]
+           "atomic_write", "atomic_write_text"]

@@ -8,8 +8,8 @@ the training time. :class:`IntervalCheckpoint` keeps Lightning's choice of *what
 the checkpoint is taken in memory (tensors copied), and reaches disk when ``interval`` seconds have
 passed since the last write, when training ends (early stopping and ``max_time`` included), and
 when training stops on an error (the NaN guard's last good checkpoint). A process killed outright
-loses at most ``interval`` seconds of checkpoints. Files are written by Lightning's checkpoint IO
-(to a temporary file, then renamed).
+loses at most ``interval`` seconds of checkpoints. Files are written by :class:`AtomicCheckpointIO`
+(to a temporary file beside the checkpoint, then renamed).
 
 Two such callbacks (the best and the last) usually take their checkpoints at the same moment, the
 end of an epoch that improved the best; ``share_with`` lets the second reuse the first's copy,
@@ -24,10 +24,26 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.trainer import call
 
-__all__ = ["IntervalCheckpoint"]
+__all__ = ["IntervalCheckpoint", "AtomicCheckpointIO"]
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's torch checkpoint IO, writing through a temporary file in the checkpoint's own
+    directory and a rename, so that a checkpoint on disk is always whole. (Lightning's own write
+    goes through a temporary file in the system's temporary directory, and its final move is a
+    copy where that is another file system.)"""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        from lstmkit.io import atomic_write
+
+        if storage_options is not None or "://" in str(path):  # a remote file system: Lightning's own way
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+        atomic_write(path, lambda handle: torch.save(checkpoint, handle))
 
 
 class IntervalCheckpoint(ModelCheckpoint):

@@ -34,7 +34,7 @@ from torch.utils.data import Dataset, default_collate
 
 from lstmkit.errors import DataError, TrainingError
 from lstmkit.nn import kernels
-from lstmkit.train.checkpoint import IntervalCheckpoint
+from lstmkit.train.checkpoint import AtomicCheckpointIO, IntervalCheckpoint
 from lstmkit.train.module import TaskModule
 
 __all__ = ["fit", "FitResult", "EpochSeededSampler", "BatchStream", "quiet_lightning"]
@@ -269,6 +269,7 @@ def _fit(module: TaskModule, train_loader: BatchStream, val_loader: BatchStream 
             num_sanity_val_steps=0,
             log_every_n_steps=1,
             default_root_dir=run_dir,
+            plugins=[AtomicCheckpointIO()],
         )
         # the config's seed decides dropout and any other draw during training, whatever the caller
         # did with the generators before; a resumed run then takes their state from the checkpoint
