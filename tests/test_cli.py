@@ -359,3 +359,36 @@ def test_a_wide_table_is_one_global_model_over_its_columns(tmp_path):
                   tmp_path / "bad")
     assert_failed(runner.invoke(app, [*base, "--target", "north,east"]), "--wide: no column(s) ['east']",
                   tmp_path / "bad")
+
+
+def test_wide_tables_without_a_time_column_and_with_some_columns_only(tmp_path):
+    t = np.arange(40)
+    pd.DataFrame({"north": 10 + np.sin(t / 3) + 0.05 * t, "south": 5 + np.cos(t / 4), "west": 3 + np.sin(t / 5)}
+                 ).to_csv(tmp_path / "wide.csv", index=False)
+    result = runner.invoke(app, ["forecast", "--data", str(tmp_path / "wide.csv"), "--wide", "--target", "north,south",
+                                 "--horizon", "4", "--runs", str(tmp_path / "runs"), *FAST])
+    assert result.exit_code == 0, result.output
+    directory = only_run(tmp_path / "runs")
+    settings = json.loads((directory / "config.json").read_text())
+    assert settings["target"] == "north,south" and settings["time"] is None and settings["wide"] is True
+    result = runner.invoke(app, ["predict", "--model", str(directory), "--data", str(tmp_path / "wide.csv"), "--wide"])
+    assert result.exit_code == 0, result.output  # west is in the table but not in the model: left out
+    prediction = pd.read_csv(directory / "prediction.csv")
+    assert prediction.groupby("series").size().to_dict() == {"north": 4, "south": 4}
+    assert list(prediction["time"].unique()) == [40, 41, 42, 43]
+
+
+def test_the_settings_record_what_the_run_used(run):
+    _, root, _ = run
+    settings = json.loads((only_run(root / "runs") / "config.json").read_text())
+    assert settings["test_size"] == 4 and settings["devices"] == 1 and settings["season_length"] == 7
+    assert isinstance(settings["window"], int) and settings["window"] > 0
+
+
+def test_settings_lightning_refuses_are_one_line_errors(run, tmp_path):
+    _, root, _ = run
+    base = ["forecast", "--data", str(root / "sales.csv"), "--target", "sales", "--time", "day", "--horizon", "4",
+            "--runs", str(tmp_path / "runs"), *FAST]
+    assert_failed(runner.invoke(app, [*base, "--precision", "17-odd"]), "Lightning cannot train with",
+                  tmp_path / "runs")
+    assert_failed(runner.invoke(app, [*base, "--devices", "0"]), "devices=0", tmp_path / "runs")

@@ -623,32 +623,36 @@ def test_batch_stream_order_depends_on_seed_and_epoch_only():
     assert _epoch(fixed, 3) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
 
 
-@pytest.mark.parametrize("size", [23, 24])
-def test_batch_stream_gives_each_ddp_process_its_own_share(size, monkeypatch):
-    """As DistributedSampler: the same seeded order in every process, padded to a multiple of the
-    world size with its first samples, every second sample for each of two processes."""
+@pytest.mark.parametrize("size, steps", [(23, 3), (24, 3), (40, 5)])
+def test_batch_stream_gives_each_ddp_process_a_run_of_whole_batches(size, steps, monkeypatch):
+    """The same seeded batches in every process; process r takes the r-th of two consecutive runs
+    of them (the last padded with the first batches), so batches stay whole and in order."""
     stream = BatchStream(Indexed(size), 4, True, seed=3, chunk=2)
-    whole = [i for batch in _epoch(stream, 1) for i in batch]
+    whole = _epoch(stream, 1)
     shares = []
     for rank in (0, 1):
         monkeypatch.setattr(BatchStream, "_share", staticmethod(lambda rank=rank: (rank, 2)))
-        assert stream.optimizer_steps == 3  # 12 samples each
-        shares.append([i for batch in _epoch(stream, 1) for i in batch])
-    padded = whole + whole[:len(whole) % 2]
-    assert shares == [padded[0::2], padded[1::2]]
-    assert len(shares[0]) == len(shares[1]) == 12
+        assert stream.optimizer_steps == steps and len(stream) == math.ceil(steps / 2)
+        shares.append(_epoch(stream, 1))
+    padded = (whole * 2)[:2 * steps]
+    assert shares == [padded[:steps], padded[steps:]]
 
 
 def test_ddp_trains_two_processes_on_halves_of_the_data(tmp_path):
     """Two CPU processes (DDP, spawned): each takes half of every epoch's mini-batches; the best
     weights come back to this process."""
     module = make_module(config(devices=2, strategy="ddp_spawn", max_epochs=2))
+    initial = weights(module)
     result = train(module, tmp_path)
     assert result.steps == 2 * STEPS_PER_EPOCH // 2 and result.epochs == 2 and math.isfinite(result.best_score)
     assert result.best_checkpoint is not None and result.best_checkpoint.exists()
-    assert result.last_checkpoint == tmp_path / "checkpoints" / "last.ckpt"
-    saved = torch.load(result.best_checkpoint, map_location="cpu", weights_only=True)["state_dict"]
-    assert_same_weights(weights(module), saved)
+    assert result.last_checkpoint == tmp_path / "checkpoints" / "last.ckpt" and not result.stopped_early
+    assert any(not torch.equal(initial[k], v) for k, v in weights(module).items())  # trained weights came back
+
+    # early stopping's decision comes back too: no epoch can improve by min_delta=10
+    stopped = train(make_module(config(devices=2, strategy="ddp_spawn", max_epochs=6, early_stopping_patience=1,
+                                       min_delta=10.0)), tmp_path / "early")
+    assert stopped.stopped_early and stopped.epochs == 2
 
 
 # -- validation without Lightning's loop, checkpoints taken once --------------------------------

@@ -171,13 +171,18 @@ def forecast(
         horizon = defaults["horizon"]
     targets = _split_list(target) or ([defaults["target"]] if "target" in defaults else None)
     time = time or defaults.get("time")
+    # what this run used, the defaults filled in (in the user's terms: a wide table's own columns)
+    settings.update(horizon=horizon, target=",".join(targets) if targets else None, time=time, quantiles=quantiles,
+                    test_size=test_size or horizon)
     if wide:
         table, targets, series_id = _wide_to_long(table, targets, time, series_id, past_covariates or future_covariates)
+        settings["target"] = ",".join(table["series"].unique().astype(str))
         time = time or "time"
-    # what this run used, the defaults filled in
-    settings.update(horizon=horizon, target=",".join(targets) if targets else None, time=time, quantiles=quantiles,
-                    season_length=season_length or defaults.get("season_length"))
     device_count: int | str = int(devices) if devices.isdigit() else devices
+    # several processes: spawned from this one, which alone writes the run directory (Lightning's default
+    # DDP would start the whole command again in every other process)
+    strategy = "ddp_spawn" if device_count not in (1, "1") else "auto"
+    settings["devices"] = device_count
     try:
         model = LSTMForecaster(
             horizon, window, cell=cell, hidden_size=hidden_size, num_layers=num_layers, dropout=dropout,
@@ -187,7 +192,8 @@ def forecast(
                                  optimizer=optimizer, lr_schedule=lr_schedule, weight_decay=weight_decay,
                                  gradient_clip=gradient_clip, early_stopping_patience=patience, seed=seed,
                                  progress_bar=progress, accelerator=accelerator, devices=device_count,
-                                 precision=precision, loggers=("csv", "tensorboard") if tensorboard else ("csv",)))
+                                 strategy=strategy, precision=precision,
+                                 loggers=("csv", "tensorboard") if tensorboard else ("csv",)))
         name = Path(data).stem if Path(data).is_file() else data
         with new_run(runs, f"forecast-{name}") as (tmp, final):
             model.run_dir = tmp / "training"
@@ -216,6 +222,7 @@ def forecast(
                        "chosen_transform": model.transform_, "validation_mase": model.scores_,
                        "methods": json.loads(result.table.to_json(orient="index"))}
             (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+            settings.update(season_length=result.season_length, window=model.window_)
             (tmp / "config.json").write_text(json.dumps(settings, indent=2, default=str), encoding="utf-8")
             time_column = model._time_name
             history = table if time in table.columns else table.rename_axis(time_column).reset_index()
@@ -257,9 +264,10 @@ def predict(
     table, _ = read_table(data)
     try:
         forecaster = LSTMForecaster.load(directory)
-        if wide:
+        if wide:  # the columns of the series the model knows
             time = forecaster.schema_.time
-            table, _, _ = _wide_to_long(table, None, time if time in table.columns else None, None, None)
+            columns = [str(c) for c in forecaster.series_ids_]
+            table, _, _ = _wide_to_long(table, columns, time if time in table.columns else None, None, None)
         future = pd.read_csv(future_data) if future_data is not None else None
         result = forecaster.predict(table, future_covariates=future)
     except LstmkitError as error:

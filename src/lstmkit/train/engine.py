@@ -32,7 +32,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, RichProgressBar
 from torch.utils.data import Dataset, default_collate
 
-from lstmkit.errors import DataError, TrainingError
+from lstmkit.errors import ConfigError, DataError, TrainingError
 from lstmkit.nn import kernels
 from lstmkit.train.checkpoint import AtomicCheckpointIO, IntervalCheckpoint
 from lstmkit.train.module import TaskModule
@@ -69,10 +69,13 @@ class BatchStream:
     ``collate_fn`` (default: ``torch.utils.data.default_collate``).
 
     Under distributed training (DDP: a process group is initialised) every process takes its own
-    share of each epoch's order, as ``torch.utils.data.DistributedSampler`` does: the order (the
-    same in every process: it is seeded) is padded with its first samples to a multiple of the
-    world size, and process ``r`` takes every ``world``-th sample from the ``r``-th. Lightning adds
-    such a sampler only to a ``DataLoader``, which this is not.
+    share of each epoch's mini-batches (Lightning adds a ``DistributedSampler`` only to a
+    ``DataLoader``, which this is not). The epoch's batches are the same in every process (their
+    order is seeded); process ``r`` of ``world`` takes the ``r``-th of ``world`` consecutive runs
+    of them, the last run padded with the epoch's first batches so that every process takes as
+    many steps. Whole batches keep a bucketing sampler's batches as they were cut, and consecutive
+    ones keep an ordered stream in order: a language model carrying its state from one batch to
+    the next carries it within each process's run (from a fresh state at its start).
 
     Args:
         dataset: the samples.
@@ -106,7 +109,7 @@ class BatchStream:
     def optimizer_steps(self) -> int:
         """Mini-batches per epoch (of this process, under distributed training)."""
         _, world = self._share()
-        return math.ceil(math.ceil(len(self.sampler) / world) / self.batch_size)
+        return math.ceil(math.ceil(len(self.sampler) / self.batch_size) / world)
 
     def __len__(self) -> int:
         return math.ceil(self.optimizer_steps / self.chunk)
@@ -119,11 +122,12 @@ class BatchStream:
 
     def __iter__(self) -> Iterator[list[Any]]:
         order = list(self.sampler)
+        batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         rank, world = self._share()
         if world > 1:
-            total = math.ceil(len(order) / world) * world
-            order = (order * math.ceil(total / max(1, len(order))))[:total][rank::world]
-        batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+            share = math.ceil(len(batches) / world)
+            padded = (batches * math.ceil(share * world / max(1, len(batches))))[:share * world]
+            batches = padded[rank * share:(rank + 1) * share]
         for start in range(0, len(batches), self.chunk):
             yield [self._batch(indices) for indices in batches[start:start + self.chunk]]
 
@@ -254,7 +258,7 @@ def _fit(module: TaskModule, train_loader: BatchStream, val_loader: BatchStream 
         callbacks.append(early)
     if config.progress_bar:
         callbacks.append(RichProgressBar(leave=True))
-    with quiet_lightning():
+    with quiet_lightning(), _lightning_settings(config):
         trainer = L.Trainer(
             max_epochs=config.max_epochs,
             max_time=None if config.max_time is None else timedelta(seconds=config.max_time),
@@ -271,6 +275,7 @@ def _fit(module: TaskModule, train_loader: BatchStream, val_loader: BatchStream 
             default_root_dir=run_dir,
             plugins=[AtomicCheckpointIO()],
         )
+    with quiet_lightning():
         # the config's seed decides dropout and any other draw during training, whatever the caller
         # did with the generators before; a resumed run then takes their state from the checkpoint
         L.seed_everything(config.seed, verbose=False)
@@ -343,6 +348,19 @@ def _inline_validation(trainer: L.Trainer, module: TaskModule, own: Sequence[Cal
         if any(is_overridden(hook, callback, Callback) for hook in (*_VALIDATION_HOOKS, "on_train_epoch_end")):
             return False
     return True
+
+
+@contextlib.contextmanager
+def _lightning_settings(config) -> Iterator[None]:
+    """Lightning's refusal of an accelerator, device count, strategy or precision, as a ConfigError."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        yield
+    except (MisconfigurationException, ValueError, RuntimeError) as error:
+        raise ConfigError(f"Lightning cannot train with accelerator={config.accelerator!r}, "
+                          f"devices={config.devices!r}, strategy={config.strategy!r}, precision={config.precision!r}: "
+                          f"{error}") from None
 
 
 def _spawned(trainer: L.Trainer) -> bool:

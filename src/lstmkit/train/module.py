@@ -201,7 +201,9 @@ class TaskModule(L.LightningModule):
             size = self.batch_size_of(batch)
             self._loss_sum = self._loss_sum + loss.detach() * size
             self._loss_count += size
-            if timer is not None and timer.time_remaining() <= 0:
+            # (under DDP each process's clock differs, and a process that stopped early would leave the
+            # others' next gradient exchange unpaired: the Timer's decision, shared at the step's end, stops them)
+            if timer is not None and not self._distributed and timer.time_remaining() <= 0:
                 break  # the rest of the chunk is skipped; the Timer stops the run at the end of this step
 
     def on_train_epoch_end(self) -> None:
