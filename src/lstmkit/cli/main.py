@@ -181,7 +181,7 @@ def forecast(
     device_count: int | str = int(devices) if devices.isdigit() else devices
     # several processes: spawned from this one, which alone writes the run directory (Lightning's default
     # DDP would start the whole command again in every other process)
-    strategy = "ddp_spawn" if device_count not in (1, "1") else "auto"
+    strategy = "ddp_spawn" if device_count != 1 else "auto"
     settings["devices"] = device_count
     try:
         model = LSTMForecaster(

@@ -96,11 +96,12 @@ def fused_is_faster(mode: str, batch: int, hidden_size: int, training: bool) -> 
     return False
 
 
-def _prefers_fused(spec: LayerSpec, x: Tensor | None, batch: int | None) -> bool:
-    """A ``kernel="fastest"`` layer on input the fused kernel computes faster than torch's path;
-    never while tracing or compiling, which read torch's path as an ONNX/graph LSTM op."""
-    return (spec.kernel == "fastest" and x is not None and batch is not None and spec.hidden_size > 0
-            and fused.supports(spec, x, None) and not torch.jit.is_tracing() and not _compiling()
+def _prefers_fused(spec: LayerSpec, batch: int | None) -> bool:
+    """A ``kernel="fastest"`` layer at a size the fused kernel computes faster than torch's path
+    (the caller has checked that the kernel computes this input); never while tracing or
+    compiling, which read torch's path as an ONNX/graph LSTM op."""
+    return (spec.kernel == "fastest" and batch is not None and spec.hidden_size > 0
+            and not torch.jit.is_tracing() and not _compiling()
             and fused_is_faster(spec.mode, batch, spec.hidden_size, torch.is_grad_enabled()) and fused.available())
 
 
@@ -134,7 +135,7 @@ def select_backend(spec: LayerSpec, transition: Transition | None, x: Tensor | N
     if _backend == "fused" and not fused_ok:
         raise ConfigError(f"backend 'fused' cannot run {what!r} layers{' with zoneout' if transition else ''}"
                           f"{'' if x is None else f' on {x.dtype} {x.device.type} input'}; use backend 'auto'")
-    if _backend == "auto" and native_ok and _prefers_fused(spec, x, batch):
+    if _backend == "auto" and native_ok and fused_ok and x is not None and _prefers_fused(spec, batch):
         return "fused"
     if _backend == "native" or (_backend == "auto" and native_ok):
         return "native"
