@@ -37,6 +37,8 @@ thing at a time to find why a row fails.
     python benchmarks/paper_side_checks.py lag1997 --budget 60 --output-gate-bias -4
     python benchmarks/paper_side_checks.py lag1997 --budget 60 --output-bias
     python benchmarks/paper_side_checks.py lag1997 --budget 60 --no-gate-recurrence
+    python benchmarks/paper_side_checks.py lag1997 --budget 90 --network table              # and --seed 1
+    python benchmarks/paper_side_checks.py lag1997 --budget 90 --network table --construct  # and --seed 1
     # a modern setting with mini-batches of 8 instead of 32 (sequences to the criterion, per seed):
     python benchmarks/paper_side_checks.py batch reber --batch 8 --budget 120 --seeds 0 1 2
     python benchmarks/paper_side_checks.py batch adding --batch 8 --budget 240 --seeds 0 1
@@ -232,19 +234,38 @@ def reber1997(args: argparse.Namespace) -> None:
 
 
 def lag1997(args: argparse.Namespace) -> None:
-    """Exp 2a with the 1997 paper setting's network: the last step's error and the middle's, and what
-    the cell holds at the end of an x- and a y-sequence (the two differ only in the first and last
-    symbol, so a cell that carries the first symbol ends in different states), with the gate biases.
-    The options vary the network away from the paper setting one piece at a time."""
+    """Exp 2a with a 1997 network: the last step's error and the middle's, and what the cell holds at
+    the end of an x- and a y-sequence (the two differ only in the first and last symbol, so a cell
+    that carries the first symbol ends in different states), with the gate biases.
+
+    ``--network connected`` (the paper setting until 2026-12-02): one block with both gates in the
+    fully connected hidden layer, input-gate bias -1; the options vary it one piece at a time.
+    ``--network table`` (the paper setting since): the 10,504 weights of the paper's Table 2, one
+    cell and its input gate fed by the inputs only, no output gate, no biases. ``--construct``
+    holds the cell's weights at zero until the input-to-output connections have learnt the middle
+    (every middle error below 0.25 on the test set), then draws them: the paper's "sequential
+    network construction" remedy for the abuse problem."""
     from lstmkit.papers.lstm1997 import Network1997
 
     experiment, level = EXPERIMENTS["lag-2a"], {"p": 100}
     torch.manual_seed(args.seed)
-    net = Network1997(101, 101, 1, 1, 0.2, input_gate_bias=args.input_bias, output_gate_bias=args.output_gate_bias,
-                      output_bias=args.output_bias, shortcut=True, gate_recurrence=not args.no_gate_recurrence)
+    if args.network == "table":
+        net = Network1997(101, 101, 1, 1, 0.2, shortcut=True, output_gate=False, gate_recurrence=False,
+                          cell_recurrence=False, gate_bias=False)
+    else:
+        net = Network1997(101, 101, 1, 1, 0.2, input_gate_bias=args.input_bias,
+                          output_gate_bias=args.output_gate_bias, output_bias=args.output_bias, shortcut=True,
+                          gate_recurrence=not args.no_gate_recurrence)
+    print(f"network: {args.network}, {net.weight_count()} weights", flush=True)
     test = experiment.make(np.random.default_rng(99), 64, level)
     first = test.inputs[:, 0].argmax(-1)  # 99: x, 100: y
     pair = [int((first == 99).nonzero()[0]), int((first == 100).nonzero()[0])]
+    drawn = (net.weight.detach().clone(), net.out_weight.detach()[:, : net.n_cells].clone())
+
+    def hold_cell_at_zero() -> None:
+        with torch.no_grad():
+            net.weight.zero_()
+            net.out_weight[:, : net.n_cells] = 0.0
 
     def cell(when: str) -> None:
         with torch.no_grad():
@@ -254,6 +275,9 @@ def lag1997(args: argparse.Namespace) -> None:
               f"{float(state[1, 0]):.3f}; input-gate bias {float(bias[1]):.2f}, output-gate bias {float(bias[2]):.2f}",
               flush=True)
 
+    constructing = args.construct
+    if constructing:
+        hold_cell_at_zero()
     cell("before learning")
     rng = np.random.default_rng(args.seed)
     start, seen, report = time.time(), 0, 10.0
@@ -261,6 +285,15 @@ def lag1997(args: argparse.Namespace) -> None:
         batch = experiment.make(rng, 1, level)
         net.learn(batch.inputs[0].numpy(), batch.targets[0].numpy(), batch.mask[0].numpy(), args.lr)
         seen += 1
+        if constructing:
+            hold_cell_at_zero()
+            if seen % 50 == 0 and _lag_errors(net, test)[2] < 0.25:
+                constructing = False
+                with torch.no_grad():
+                    net.weight.copy_(drawn[0])
+                    net.out_weight[:, : net.n_cells] = drawn[1]
+                print(f"      the middle is learnt after {seen} sequences: the cell is added", flush=True)
+                cell("when added")
         if seen == 1:
             cell("after 1 sequence")
         if time.time() - start > report:
@@ -364,6 +397,11 @@ def main(argv: list[str] | None = None) -> None:
     four.add_argument("--input-bias", type=float, nargs="*",
                       help="input-gate biases, one per block (default: drawn like the weights, as in the paper)")
     six = _online(commands.add_parser("lag1997", help="Exp 2a with the 1997 network"), lag1997, 1.0, 150.0)
+    six.add_argument("--network", choices=["connected", "table"], default="connected",
+                     help="the fully connected block with both gates (the options below vary it), or the 10,504 "
+                     "weights of the paper's Table 2")
+    six.add_argument("--construct", action="store_true",
+                     help="add the cell only once the input-to-output connections have learnt the middle")
     six.add_argument("--input-bias", type=float, default=-1.0, help="the input gate's initial bias (paper setting: -1)")
     six.add_argument("--output-gate-bias", type=float,
                      help="the output gate's initial bias (paper setting: none, drawn like the weights)")

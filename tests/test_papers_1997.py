@@ -32,6 +32,12 @@ def test_weight_counts_are_the_papers():
     assert build_network(cerg["paper"], 7, 7).weight_count() == 424 == 20 * (7 + 8) + 12 + 7 * (8 + 7 + 1)
     assert build_network(cerg["no-forget"], 7, 7).weight_count() == 16 * (7 + 8) + 8 + 7 * (8 + 7 + 1)
     assert Network1997(7, 7, 4, 2, forget_gate=True).weight_count() == 20 * (7 + 20) + 12 + 7 * 8  # fully connected
+    # Exp 2a (Table 2): 10,504 weights at p = 100, one more unit's 101 input weights than RTRL's 10,404
+    # (one self-recurrent hidden unit, 101 outputs fed by it and the 101 inputs): one cell and its input
+    # gate fed by the inputs only, no output gate, no biases, outputs fed by the cell and the inputs
+    lag = build_network(EXPERIMENTS["lag-2a"].settings["paper"], 101, 101)
+    assert lag.weight_count() == 10_504 == 101 * (1 + 101) + 2 * 101
+    assert 101 * (101 + 1) + (101 + 1) == 10_404
     # and no other combination of the network's switches gives 424
     import itertools
 
@@ -79,7 +85,9 @@ def test_forward_follows_the_1997_equations():
 
 def _net(**kwargs) -> Network1997:
     torch.manual_seed(3)
-    return Network1997(4, 3, 2, 2, init_range=0.5, input_gate_bias=(-1.0, -2.0), **kwargs)
+    if kwargs.get("gate_bias", True):
+        kwargs.setdefault("input_gate_bias", (-1.0, -2.0))
+    return Network1997(4, 3, 2, 2, init_range=0.5, **kwargs)
 
 
 def _sequence(steps: int = 9, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -90,8 +98,11 @@ def _sequence(steps: int = 9, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 _CELLS = [{}, {"cell_bias": True, "output_bias": True, "shortcut": True},
           {"forget_gate": True, "forget_gate_bias": (1.0, 2.0)}, {"peepholes": True},
           {"forget_gate": True, "peepholes": True, "cell_bias": True},
-          {"forget_gate": True, "gate_recurrence": False, "output_bias": True, "shortcut": True}]
-_IDS = ["1997", "biases", "forget", "peephole-no-forget", "peephole", "gers2000"]
+          {"forget_gate": True, "gate_recurrence": False, "output_bias": True, "shortcut": True},
+          {"output_gate": False, "gate_recurrence": False, "cell_recurrence": False, "gate_bias": False,
+           "shortcut": True},
+          {"output_gate": False, "forget_gate": True, "peepholes": True, "gate_recurrence": False}]
+_IDS = ["1997", "biases", "forget", "peephole-no-forget", "peephole", "gers2000", "exp2a", "no-output-gate"]
 
 
 @pytest.mark.parametrize("extras", _CELLS, ids=_IDS)
@@ -110,11 +121,13 @@ def test_rtrl_step_is_the_truncated_gradient(extras):
     for name, p in net.named_parameters():
         grad = p.grad if p.grad is not None else torch.zeros_like(p)  # the peepholes of a cell without them
         torch.testing.assert_close(p.detach() - before[name], -0.25 * grad, rtol=1e-9, atol=1e-12, msg=name)
-    # the truncation is real: the full gradient differs
+    # the truncation is real: the full gradient differs (without any recurrence there is nothing to
+    # truncate, and the two agree)
     full = _net(**extras)
     logits, _ = full.logits(torch.from_numpy(x).unsqueeze(0))
     (0.5 * ((torch.sigmoid(logits[0, -1]) - torch.from_numpy(target[-1])) ** 2).sum()).backward()
-    assert not torch.allclose(full.weight.grad, net.weight.grad)
+    recurrent = extras.get("gate_recurrence", True) or extras.get("cell_recurrence", True)
+    assert torch.allclose(full.weight.grad, net.weight.grad) != recurrent
 
 
 @pytest.mark.parametrize("extras", _CELLS[2:], ids=_IDS[2:])
@@ -428,7 +441,38 @@ def test_missing_connections_stay_zero_under_learn_and_under_an_optimiser():
     assert torch.all(cells_only.weight[:, 8:-1] == 0) and torch.any(cells_only.weight[:, 4:8] != 0)
 
 
+def test_without_an_output_gate_the_cell_outputs_h_of_its_state():
+    """One cell, no output gate, no recurrence, no biases: y_c = h(s_c), computed here for two steps."""
+    net = Network1997(1, 1, 1, 1, output_gate=False, gate_recurrence=False, cell_recurrence=False, gate_bias=False)
+    # rows: cell, input gate, output gate; columns: input, y_c(t-1), y_in(t-1), y_out(t-1), bias
+    assert net._live.tolist() == [[1, 0, 0, 0, 0], [1, 0, 0, 0, 0], [0, 0, 0, 0, 0]]
+    with torch.no_grad():
+        net.weight[0, 0], net.weight[1, 0] = 0.8, -0.6
+        net.out_weight.copy_(torch.tensor([[1.5, 0.0]], dtype=torch.float64))
+    s, expected = 0.0, []
+    for x in (1.0, -0.5):
+        s = s + _sig(-0.6 * x) * (4 * _sig(0.8 * x) - 2)
+        expected.append(_sig(1.5 * (2 * _sig(s) - 1)))
+    out = net(torch.tensor([1.0, -0.5], dtype=torch.float64).view(1, 2, 1))
+    torch.testing.assert_close(out.view(-1), torch.tensor(expected, dtype=torch.float64), rtol=0, atol=1e-12)
+
+
+def test_absent_gates_recurrence_and_biases_stay_absent_under_learn():
+    net = _net(output_gate=False, gate_recurrence=False, cell_recurrence=False, gate_bias=False)
+    x, target = _sequence()
+    net.learn(x, target, np.ones(len(x)), learning_rate=1.0)
+    nc, nb = 4, 2
+    assert torch.all(net.weight[nc + nb:nc + 2 * nb] == 0)  # no output-gate weights
+    assert torch.all(net.weight[:, 4:-1] == 0) and torch.all(net.weight[:, -1] == 0)  # no recurrence, no bias
+    assert torch.any(net.weight[:nc + nb, :4] != 0)  # the cells and input gates learnt from the input
+    assert net.weight_count() == (nc + nb) * 4 + 3 * nc
+
+
 def test_bad_settings_are_refused():
+    with pytest.raises(ConfigError, match="gate biases are set .* but the network's gates have none"):
+        Network1997(4, 3, 2, input_gate_bias=-1.0, gate_bias=False)
+    with pytest.raises(ConfigError, match="an output-gate bias \\(-2.0\\) is set but the network has no output gates"):
+        Network1997(4, 3, 2, output_gate_bias=-2.0, output_gate=False)
     with pytest.raises(ConfigError, match="input_gate_bias has 3 values but the network has 2 blocks"):
         Network1997(4, 3, 2, input_gate_bias=(-1.0, -2.0, -3.0))
     with pytest.raises(ConfigError, match="blocks must be a positive integer, got 0"):

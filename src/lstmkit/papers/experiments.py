@@ -65,6 +65,9 @@ class Setting:
         output_unit_bias: ``"lstm1997"`` only: whether the output units have a bias.
         gate_recurrence: ``"lstm1997"`` only: whether the gates' activations are fed back like the
             cells' (the 1997 paper's fully connected hidden layer) or only the cells' outputs.
+        cell_recurrence: ``"lstm1997"`` only: whether the cells' outputs are fed back.
+        gate_bias: ``"lstm1997"`` only: whether the gates have biases.
+        output_gate: ``"lstm1997"`` only: whether the blocks have output gates.
         label: the row label in the report.
         shortcut: direct input-to-output connections beside the recurrent layer (the 1997
             networks have them; a 1-cell network cannot predict 100 different symbols without).
@@ -91,6 +94,9 @@ class Setting:
     cell_bias: bool = False
     output_unit_bias: bool = False
     gate_recurrence: bool = True
+    cell_recurrence: bool = True
+    gate_bias: bool = True
+    output_gate: bool = True
 
     @property
     def description(self) -> str:

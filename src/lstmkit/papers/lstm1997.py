@@ -116,6 +116,12 @@ class Network1997(nn.Module):
         gate_recurrence: whether the gates' previous activations feed the hidden layer like the
             cells' (the 1997 paper's fully connected hidden layer); without it only the cells'
             outputs are fed back (the columns from the gates stay zero and are never learnt).
+        cell_recurrence: whether the cells' previous outputs feed the hidden layer; with neither
+            this nor ``gate_recurrence`` the hidden units see only the current input (the state's
+            own carousel is the only memory).
+        gate_bias: whether the gates have biases.
+        output_gate: whether the blocks have output gates; without them a cell's output is
+            ``h(s_c)`` (the gate held at 1, its weights absent).
 
     Attributes:
         weight: ``(U, I + U + 1)`` net-input weights of the hidden units (cells, then input gates,
@@ -134,7 +140,8 @@ class Network1997(nn.Module):
                  output_gate_bias: float | Sequence[float] | None = None, cell_bias: bool = False,
                  output_bias: bool = False, shortcut: bool = False, forget_gate: bool = False,
                  forget_gate_bias: float | Sequence[float] | None = None, peepholes: bool = False,
-                 gate_recurrence: bool = True) -> None:
+                 gate_recurrence: bool = True, cell_recurrence: bool = True, gate_bias: bool = True,
+                 output_gate: bool = True) -> None:
         super().__init__()
         for name, value in (("inputs", inputs), ("outputs", outputs), ("blocks", blocks), ("cells", cells)):
             if not isinstance(value, int) or value < 1:
@@ -145,8 +152,17 @@ class Network1997(nn.Module):
             raise ConfigError(f"a forget-gate bias ({forget_gate_bias!r}) is set but the network has no forget gates; "
                               "give it forget gates (forget_gate=True; in a paper Setting, cell 'forget' or "
                               "'peephole') or leave the bias out")
+        given = {name: value for name, value in (("input_gate_bias", input_gate_bias),
+                                                 ("output_gate_bias", output_gate_bias),
+                                                 ("forget_gate_bias", forget_gate_bias)) if value is not None}
+        if given and not gate_bias:
+            raise ConfigError(f"gate biases are set ({given}) but the network's gates have none (gate_bias=False); "
+                              "leave the biases out or set gate_bias=True")
+        if output_gate_bias is not None and not output_gate:
+            raise ConfigError(f"an output-gate bias ({output_gate_bias!r}) is set but the network has no output "
+                              "gates (output_gate=False); leave the bias out or set output_gate=True")
         self.inputs, self.outputs, self.blocks, self.cells = inputs, outputs, blocks, cells
-        self.forget_gate, self.peepholes = forget_gate, peepholes
+        self.forget_gate, self.peepholes, self.output_gate = forget_gate, peepholes, output_gate
         self.n_cells = blocks * cells
         self.units = self.n_cells + (3 if forget_gate else 2) * blocks
         self.weight = nn.Parameter(torch.empty(self.units, inputs + self.units + 1, dtype=torch.float64))
@@ -156,14 +172,21 @@ class Network1997(nn.Module):
         # which connections exist (1) and which not (0): zero from the start, and kept zero by learn()
         # and, through gradient hooks, by any torch optimiser
         live = torch.ones_like(self.weight)
-        live[: self.n_cells, -1] = float(cell_bias)
-        live[:, inputs + self.n_cells:-1] = float(gate_recurrence)
+        nc = self.n_cells
+        live[:nc, -1] = float(cell_bias)
+        live[nc:, -1] = float(gate_bias)
+        live[:, inputs:inputs + nc] = float(cell_recurrence)
+        live[:, inputs + nc:-1] = float(gate_recurrence)
+        if not output_gate:  # neither the gate's weights nor its (constant) activation as a source
+            live[nc + blocks:nc + 2 * blocks] = 0.0
+            live[:, inputs + nc + blocks:inputs + nc + 2 * blocks] = 0.0
         live_out = torch.ones_like(self.out_weight)
         live_out[:, self.n_cells:] = float(shortcut)
         self.register_buffer("_live", live, persistent=False)
         self.register_buffer("_live_out", live_out, persistent=False)
         self.register_buffer("_live_bias", torch.full_like(self.out_bias, float(output_bias)), persistent=False)
         live_peep = torch.full_like(self.peephole, float(peepholes))
+        live_peep[1] *= float(output_gate)
         live_peep[2] *= float(forget_gate)
         self.register_buffer("_live_peep", live_peep, persistent=False)
         with torch.no_grad():
@@ -242,7 +265,8 @@ class Network1997(nn.Module):
             seen = s.detach() if truncated else s
             if self.peepholes:
                 net_out = net_out + self._block_sum(self.peephole[1] * seen)
-            gates = torch.cat([y_in, torch.sigmoid(net_out), torch.sigmoid(net_forget)], -1)
+            gate_out = torch.sigmoid(net_out) if self.output_gate else torch.ones_like(net_out)
+            gates = torch.cat([y_in, gate_out, torch.sigmoid(net_forget)], -1)
             y_out = gates[:, nb:2 * nb][:, block]
             y_c = y_out * (2 * torch.sigmoid(s) - 1)
             y = torch.cat([y_c, gates], -1)
@@ -325,7 +349,7 @@ class Network1997(nn.Module):
                 s = s_prev + y_in * g
             if peepholes:
                 net_out = net_out + np.add.reduceat(peephole[1] * s, starts)
-            gate_out = _sigmoid(net_out)
+            gate_out = _sigmoid(net_out) if self.output_gate else np.ones(nb)
             y_out = gate_out[block]
             gates = np.concatenate([gate_in, gate_out, gate_forget] if forget else [gate_in, gate_out])
             h_squashed = _sigmoid(s)

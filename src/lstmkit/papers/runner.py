@@ -97,7 +97,9 @@ def build_network(setting: Setting, inputs: int, outputs: int) -> nn.Module:
                        input_gate_bias=setting.input_bias, output_gate_bias=setting.output_gate_bias,
                        cell_bias=setting.cell_bias, output_bias=setting.output_unit_bias, shortcut=setting.shortcut,
                        forget_gate=setting.cell in ("forget", "peephole"), forget_gate_bias=setting.forget_bias,
-                       peepholes=setting.cell == "peephole", gate_recurrence=setting.gate_recurrence)
+                       peepholes=setting.cell == "peephole", gate_recurrence=setting.gate_recurrence,
+                       cell_recurrence=setting.cell_recurrence, gate_bias=setting.gate_bias,
+                       output_gate=setting.output_gate)
 
 
 @dataclass
