@@ -1,5 +1,6 @@
 """The papers' task generators follow the papers; the criteria are the papers'; a smoke run works."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -519,3 +520,72 @@ def test_description_names_each_bias_once():
     for experiment in EXPERIMENTS.values():  # the description adds them; a label naming one would repeat it
         for setting in experiment.settings.values():
             assert "gate bias" not in setting.label, (experiment.key, setting.label)
+
+
+def _deterministic_plan():
+    from lstmkit.papers.report import Profile
+
+    # runs end on their sequence count, not on the clock: the same runs give the same results
+    return Profile("counted", seeds=2, max_sequences=400, max_seconds=120.0, eval_every=200)
+
+
+def test_runs_in_parallel_processes_give_the_runs_made_one_after_another():
+    plan = _deterministic_plan()
+    one = run_profile(["reber"], plan, settings=["modern", "gru"], jobs=1)
+    seen = []
+    two = run_profile(["reber"], plan, settings=["modern", "gru"], jobs=2, progress=seen.append)
+    assert [(r.setting, r.seed) for r in two] == [("modern", 0), ("modern", 1), ("gru", 0), ("gru", 1)]
+    assert sorted((r.setting, r.seed) for r in seen) == sorted((r.setting, r.seed) for r in two)
+    for a, b in zip(one, two):
+        assert (a.sequences, a.success, a.evaluation, a.curve) == (b.sequences, b.success, b.evaluation, b.curve)
+    with pytest.raises(ConfigError, match="jobs must be a positive integer"):
+        run_profile(["reber"], plan, jobs=0)
+
+
+def test_a_total_budget_is_shared_by_the_parallel_runs():
+    from lstmkit.papers.report import Profile
+
+    shared = Profile("shared", seeds=1, max_sequences=10**7, max_seconds=30.0, eval_every=500, total_seconds=4.0)
+    results = run_profile(["lag-2a"], shared, settings=["modern", "gru"], jobs=2)
+    # two cores for 4 s: each run its 4 s, not half of them
+    assert [r.budget for r in results] == [pytest.approx(4.0, abs=0.3)] * 2
+
+
+def test_runs_made_before_are_not_made_again():
+    from lstmkit.papers import RunResult
+
+    plan = _deterministic_plan()
+    # a result read back from JSON: the level's tuple is a list there
+    before = RunResult("timing-msd", {"intervals": [49, 50]}, "modern", 0, True, 123, 1.0, "read back")
+    ran = []
+    results = run_profile(["timing-msd"], dataclasses.replace(plan, seeds=1), settings=["modern"], done=[before],
+                          progress=ran.append)
+    assert ran == [] and results[0].evaluation == "read back" and results[0].sequences == 123
+    assert results[0].level == {"intervals": (49, 50)}  # the plan's own level, as the report names it
+
+
+def test_paper_command_resumes_from_its_record(tmp_path):
+    from lstmkit.cli.main import app
+
+    record = tmp_path / "record.json"
+    command = ["paper", "reber", "--profile", "smoke", "--settings", "modern", "--seeds", "2", "--runs",
+               str(tmp_path / "runs"), "--resume", str(record)]
+    first = CliRunner().invoke(app, command)
+    assert first.exit_code == 0, first.output
+    saved = json.loads(record.read_text())
+    assert saved["plan"]["name"] == "smoke" and [r["seed"] for r in saved["runs"]] == [0, 1]
+    second = CliRunner().invoke(app, [*command, "--settings", "modern,rnn", "--jobs", "2"])
+    assert second.exit_code == 0, second.output
+    assert "2 runs already in" in second.output and "reber modern seed" not in second.output
+    assert "reber rnn seed 0" in second.output and "reber rnn seed 1" in second.output
+    assert [(r["setting"], r["seed"]) for r in json.loads(record.read_text())["runs"]] == \
+        [("modern", 0), ("modern", 1), ("rnn", 0), ("rnn", 1)]
+    latest = max((tmp_path / "runs").iterdir())
+    assert [r["setting"] for r in json.loads((latest / "results.json").read_text())] == ["modern"] * 2 + ["rnn"] * 2
+    other = CliRunner().invoke(app, [*command, "--budget", "5"])
+    assert other.exit_code != 0 and "holds runs made with other budgets" in other.output
+    record.write_text("{not json")
+    broken = CliRunner().invoke(app, command)
+    assert broken.exit_code != 0 and "is not a results file of `lstmkit paper --resume`" in broken.output
+    bad = CliRunner().invoke(app, [*command[:-2], "--jobs", "0"])
+    assert bad.exit_code != 0 and "jobs" in bad.output.lower()

@@ -11,15 +11,48 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from lstmkit.cli.common import app, console, fail, new_run
-from lstmkit.errors import LstmkitError
+from lstmkit.errors import ConfigError, LstmkitError
 
 if TYPE_CHECKING:
+    from lstmkit.papers.report import Profile
     from lstmkit.papers.runner import RunResult
 
 
 def _print_run(r: RunResult) -> None:
     console.print(f"  {r.experiment} {r.setting} seed {r.seed}: {'success' if r.success else 'not reached'} "
                   f"after {r.sequences:,} sequences ({r.seconds:.0f} s)", markup=False, highlight=False)
+
+
+class _Record:
+    """The ``--resume`` file: the plan's budgets and every finished run, rewritten whole after each."""
+
+    def __init__(self, path: Path | None, profile: Profile | None) -> None:
+        from lstmkit.errors import DataError
+        from lstmkit.papers.runner import RunResult
+
+        self.path, self.done = path, []
+        self.plan = dataclasses.asdict(profile) if profile is not None else None
+        if path is None or not path.exists():
+            return
+        try:
+            saved = json.loads(path.read_text(encoding="utf-8"))
+            plan, runs = saved["plan"], saved["runs"]
+            self.done = [RunResult(**{**r, "curve": [tuple(point) for point in r["curve"]]}) for r in runs]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise DataError(f"{path} is not a results file of `lstmkit paper --resume` ({error}); give another "
+                            "file, or remove this one to start afresh") from None
+        if plan != self.plan:
+            raise ConfigError(f"{path} holds runs made with other budgets ({plan}, now {self.plan}); continue "
+                              "with the same profile and --budget, or give another file")
+
+    def add(self, result: RunResult) -> None:
+        if self.path is None:
+            return
+        from lstmkit.io import atomic_write_text
+
+        self.done.append(result)
+        atomic_write_text(self.path, json.dumps({"plan": self.plan,
+                                                 "runs": [dataclasses.asdict(r) for r in self.done]}, indent=1))
 
 
 @app.command()
@@ -39,6 +72,11 @@ def paper(
                                                "ablations, where an experiment has them), modern, rnn, gru.")] =
     "paper,no-forget,no-peephole,modern,rnn,gru",
     runs: Annotated[Path, typer.Option(help="Where run directories go.")] = Path("runs"),
+    jobs: Annotated[int, typer.Option(help="Runs at a time, each in a process of its own with one thread (one per "
+                                           "core).", min=1)] = 1,
+    resume: Annotated[Path | None, typer.Option(help="Keep every finished run in this JSON file and skip the runs "
+                                                     "already in it: the same command with the same file continues "
+                                                     "a profile that was stopped.")] = None,
 ) -> None:
     """Reproduce Hochreiter & Schmidhuber (1997) experiments 1-6, the continual embedded Reber grammar of
     Gers et al. (2000) and the timing tasks of Gers et al. (2002): each in the paper's settings (the
@@ -56,6 +94,8 @@ def paper(
       lstmkit paper reber adding --settings paper,modern --budget 300
 
       lstmkit paper continual-reber --settings paper --seeds 3 --first-seed 3
+
+      lstmkit paper --profile full --jobs 2 --resume runs/paper-full.json
     """
     from lstmkit.papers import PROFILES, markdown, plot_curves, run_profile
     from lstmkit.papers.report import Profile
@@ -67,11 +107,20 @@ def paper(
         plan = dataclasses.replace(PROFILES[profile], max_seconds=budget, total_seconds=None)
         label = f"{profile}, {budget:g} s per run"
     try:
+        record = _Record(resume, plan if isinstance(plan, Profile) else PROFILES.get(plan))
+        if record.done:
+            console.print(f"{len(record.done)} runs already in {resume}: not run again", markup=False,
+                          highlight=False)
+
+        def progress(result: RunResult) -> None:
+            record.add(result)
+            _print_run(result)
+
         with new_run(runs, f"paper-{profile}") as (tmp, final):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 results = run_profile(experiments or [], plan, seeds, chosen, first_seed=first_seed,
-                                      progress=_print_run)
+                                      progress=progress, jobs=jobs, done=list(record.done))
             report = markdown(results, label)
             (tmp / "report.md").write_text(report + "\n", encoding="utf-8")
             (tmp / "results.json").write_text(json.dumps([dataclasses.asdict(r) for r in results], indent=1),

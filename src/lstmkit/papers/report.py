@@ -2,15 +2,25 @@
 
 ``quick``: the T = 100 (or smallest) level of each experiment, 3 seeds, 18 minutes shared among all
 runs (a run that meets its criterion early leaves its time to the others). ``full``: every level,
-up to 10 minutes per run, written to ``docs/papers.md``. A run that does not meet the paper's criterion
-within its budget is reported as not reached, with how far it got.
+5 seeds, up to 10 minutes per run, written to ``docs/papers.md``. A run that does not meet the paper's
+criterion within its budget is reported as not reached, with how far it got.
+
+:func:`run_profile` makes several runs at a time in processes of their own (``jobs``; started with
+``spawn``, so a script that calls it needs the ``if __name__ == "__main__":`` guard) and skips the
+runs it is given as ``done``: ``lstmkit paper --resume`` keeps them in a file, so that a profile of
+many hours can be stopped and continued.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import multiprocessing
 import statistics
 import time
+import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +28,7 @@ from lstmkit.errors import ConfigError
 from lstmkit.papers.registry import EXPERIMENTS
 from lstmkit.papers.runner import RunResult, run
 
-__all__ = ["PROFILES", "Profile", "run_profile", "markdown", "plot_curves"]
+__all__ = ["PROFILES", "Profile", "run_profile", "run_key", "markdown", "plot_curves"]
 
 SETTING_ORDER = ("paper", "no-forget", "no-peephole", "modern", "rnn", "gru")
 
@@ -53,9 +63,25 @@ def _level_name(level: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in level.items())
 
 
+def run_key(experiment: str, level: dict, setting: str, seed: int) -> str:
+    """What identifies one run of a profile (the level as JSON reads it back: tuples are lists)."""
+    return json.dumps([experiment, level, setting, seed], sort_keys=True)
+
+
+def _quiet_worker(filters: list) -> None:
+    """A worker process starts with the parent's warning filters (a spawned process has its own)."""
+    warnings.filters[:] = filters
+
+
+def _run_in_worker(key: str, level: dict, setting: str, seed: int, max_sequences: int, budget: float,
+                   eval_every: int) -> RunResult:
+    return run(EXPERIMENTS[key], level, setting, seed, max_sequences, budget, eval_every)
+
+
 def run_profile(experiments: Sequence[str], profile: str | Profile = "quick", seeds: int | None = None,
                 settings: Sequence[str] = SETTING_ORDER,
-                progress: Callable[[RunResult], None] | None = None, first_seed: int = 0) -> list[RunResult]:
+                progress: Callable[[RunResult], None] | None = None, first_seed: int = 0, jobs: int = 1,
+                done: Sequence[RunResult] = ()) -> list[RunResult]:
     """Run every experiment, level, setting and seed of a profile.
 
     Args:
@@ -67,6 +93,10 @@ def run_profile(experiments: Sequence[str], profile: str | Profile = "quick", se
         progress: called after each run.
         first_seed: the seeds are ``first_seed, first_seed + 1, ...`` (a row's seeds can be split
             among processes, one per core).
+        jobs: runs at a time, each in a process of its own with one thread (one per core). A
+            profile's total budget (``total_seconds``) is then shared by that many cores.
+        done: results of runs made before (an interrupted profile's): these runs are not made
+            again, and their results take their places in the list returned.
     """
     chosen = PROFILES.get(profile) if isinstance(profile, str) else profile
     if chosen is None:
@@ -81,22 +111,64 @@ def run_profile(experiments: Sequence[str], profile: str | Profile = "quick", se
     if strange:
         raise ConfigError(f"unknown setting(s) {strange}; known: {', '.join(SETTING_ORDER)}")
     level_profile = "full" if chosen.name == "full" else "quick"
-    jobs = [(EXPERIMENTS[key], level, setting, seed)
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ConfigError(f"jobs must be a positive integer (runs at a time), got {jobs!r}")
+    plan = [(key, level, setting, seed)
             for key in keys
             for level in EXPERIMENTS[key].levels[level_profile]
             for setting in settings if setting in EXPERIMENTS[key].settings
             for seed in range(first_seed, first_seed + (seeds or chosen.seeds))]
+    made = {run_key(r.experiment, r.level, r.setting, r.seed): r for r in done}
+    results: list[RunResult | None] = [None] * len(plan)
+    todo = []
+    for index, (key, level, setting, seed) in enumerate(plan):
+        before = made.get(run_key(key, level, setting, seed))
+        if before is not None:  # the plan's own level (a result read back from JSON has lists for tuples)
+            results[index] = dataclasses.replace(before, level=level)
+        else:
+            todo.append(index)
     deadline = time.perf_counter() + chosen.total_seconds if chosen.total_seconds else None
-    results = []
-    for done, (experiment, level, setting, seed) in enumerate(jobs):
-        budget = chosen.max_seconds
-        if deadline is not None:
-            budget = min(budget, max(1.0, (deadline - time.perf_counter()) / (len(jobs) - done)))
-        result = run(experiment, level, setting, seed, chosen.max_sequences, budget, chosen.eval_every)
-        results.append(result)
+
+    def budget(running: Sequence[tuple[float, float]], left: int) -> float:
+        """The next run's seconds: its share of the core time left before the deadline, less what
+        the runs in flight (started, budget) may still take."""
+        if deadline is None:
+            return chosen.max_seconds
+        now = time.perf_counter()
+        spare = (deadline - now) * jobs - sum(max(0.0, start + b - now) for start, b in running)
+        return min(chosen.max_seconds, max(1.0, spare / left))
+
+    def finished(index: int, result: RunResult) -> None:
+        results[index] = result
         if progress is not None:
             progress(result)
-    return results
+
+    if jobs == 1:
+        for n, index in enumerate(todo):
+            key, level, setting, seed = plan[index]
+            finished(index, run(EXPERIMENTS[key], level, setting, seed, chosen.max_sequences,
+                                budget((), len(todo) - n), chosen.eval_every))
+        return results  # type: ignore[return-value]
+    context = multiprocessing.get_context("spawn")  # not fork: torch's threads and Lightning's state
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_quiet_worker,
+                             initargs=(warnings.filters[:],)) as pool:
+        queue, running = list(todo), {}
+        try:
+            while queue or running:
+                while queue and len(running) < jobs:
+                    index = queue.pop(0)
+                    share = budget([(start, b) for _, start, b in running.values()], len(queue) + 1)
+                    future = pool.submit(_run_in_worker, *plan[index], chosen.max_sequences, share,
+                                         chosen.eval_every)
+                    running[future] = (index, time.perf_counter(), share)
+                complete, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in complete:
+                    index, _, _ = running.pop(future)
+                    finished(index, future.result())
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+    return results  # type: ignore[return-value]
 
 
 def _paper_figure(key: str, level: dict) -> str:
