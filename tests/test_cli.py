@@ -83,11 +83,15 @@ def test_python_dash_m_lstmkit():
 
 
 def test_datasets_lists_the_builtin_ones():
-    result = runner.invoke(app, ["datasets"])
+    result = runner.invoke(app, ["datasets"], env={"COLUMNS": "80"})
     assert result.exit_code == 0
-    for name, rows in (("airline", "144"), ("sine", "1000"), ("sunspots", "309")):
-        line = next(line for line in result.output.splitlines() if f" {name} " in line)
-        assert rows in line
+    lines = result.output.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    for name, rows, target in (("airline", "144", "passengers"), ("sine", "1000", "value"),
+                               ("sunspots", "309", "sunspots")):
+        row = next(line for line in lines if f" {name} " in line)
+        assert rows in row and target in row  # whole, not cut to fit
+        assert any(line.startswith(f"{name}  ") and len(line) > len(name) + 10 for line in lines)  # its description
 
 
 def test_forecast_writes_a_complete_run_directory(run):

@@ -295,13 +295,20 @@ def datasets() -> None:
     """
     from lstmkit.data import list_datasets, load_dataset
 
+    # the short columns never wrap; the descriptions go below the table, where they wrap as text
+    # (a description column squeezed to a word per line on an 80-column terminal)
     view = Table(title="built-in datasets")
-    for column in ("name", "rows", "time", "target", "frequency", "season", "horizon", "description"):
-        view.add_column(column)
+    for column in ("name", "rows", "time", "target", "frequency", "season", "horizon"):
+        view.add_column(column, no_wrap=True)
+    notes = Table.grid(padding=(0, 2))
+    notes.add_column(no_wrap=True)
+    notes.add_column()
     for info in list_datasets():
         view.add_row(info.name, str(len(load_dataset(info.name))), info.time_column, info.target, info.frequency,
-                     str(info.season_length), str(info.horizon), info.summary)
+                     str(info.season_length), str(info.horizon))
+        notes.add_row(info.name, info.summary)
     console.print(view)
+    console.print(notes)
 
 
 from lstmkit.cli import papers, sequences  # noqa: E402,F401  (register classify, tag, textgen and paper)
