@@ -8,6 +8,7 @@ every variant and the GRU.
 
 import itertools
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -197,6 +198,37 @@ def test_build_failure_warns_once_and_falls_back(monkeypatch):
         assert not lstm.stepper().is_fast
     with kernels.use_backend("reference"):
         torch.testing.assert_close(out, lstm(x)[0])
+
+
+def test_the_build_compiles_copies_that_a_reinstall_leaves_alone(tmp_path, monkeypatch):
+    """ninja rebuilds a source newer than its object: the build compiles copies of the sources in its
+    own directory (named by their content), which keep their timestamps when the package is
+    reinstalled with new ones."""
+    import os
+    import shutil
+
+    package = tmp_path / "csrc"
+    shutil.copytree(fused.CSRC, package)
+    monkeypatch.setattr(fused, "CSRC", package)
+    build = tmp_path / "build" / "sources"
+    sources = fused._sources_in(build)
+    assert [Path(s) for s in sources] == [build / name for name in fused.SOURCES]
+    names = fused.SOURCES + fused.HEADERS
+    assert all((build / n).read_bytes() == (package / n).read_bytes() for n in names)
+    stamps = {n: (build / n).stat().st_mtime_ns for n in names}
+    later = max(stamps.values()) + 10**10
+    for n in names:  # a reinstall: the same sources, newer timestamps
+        os.utime(package / n, ns=(later, later))
+    fused._sources_in(build)
+    assert {n: (build / n).stat().st_mtime_ns for n in names} == stamps
+    assert sorted(p.name for p in build.iterdir()) == sorted(names)  # no temporary files left
+    if fused.available():  # the real build compiled such copies
+        from torch.utils.cpp_extension import _get_build_directory
+
+        monkeypatch.undo()
+        assert isinstance(fused.CFLAGS, tuple) and isinstance(fused.LDFLAGS, tuple)  # load() appends to lists
+        built = Path(_get_build_directory(fused._build_name(), verbose=False))
+        assert (built / "sources" / "lstm.cpp").read_bytes() == (fused.CSRC / "lstm.cpp").read_bytes()
 
 
 def test_inference_keeps_no_graph_and_matches_training_forward():

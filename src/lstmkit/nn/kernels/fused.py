@@ -1,9 +1,11 @@
 """The fused CPU kernels: C++ built on first use, wrapped as autograd functions.
 
 The C++ sources in ``csrc/`` are compiled with ``torch.utils.cpp_extension.load`` the first
-time a fused path is needed (about half a minute on 2 cores; cached afterwards under
-``TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions``). A machine that cannot
-build them (no compiler, no ninja) gets one warning and the plain-PyTorch reference.
+time a fused path is needed (about 20 s on 2 cores; cached afterwards under
+``TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions``, in a directory named by the
+sources' content, the flags, torch's version and the CPU; a reinstall of the same sources reuses
+it). A machine that cannot build them (no compiler, no ninja) gets one warning and the
+plain-PyTorch reference.
 ``LSTMKIT_NO_KERNELS=1`` skips the build altogether.
 
 One call of :class:`_LSTMLayer` runs one layer-direction: input projection, recurrence and
@@ -39,8 +41,10 @@ VARIANT_IDS = {"standard": 0, "vanilla": 1, "peephole": 2, "cifg": 3, "layernorm
 MODE_IDS = {"GRU": 10, "RNN_TANH": 11, "RNN_RELU": 12}
 # -fopenmp: at::parallel_for is an inline "#pragma omp parallel" in torch's headers, ignored
 # (so silently serial) without it; it also honours "#pragma omp simd" (vectorised reductions).
-CFLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-fopenmp", "-std=c++17"]
-LDFLAGS = ["-fopenmp"]
+# tuples: torch's load() appends to the lists it is given, which changed the build's name after the
+# first load
+CFLAGS = ("-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-fopenmp", "-std=c++17")
+LDFLAGS = ("-fopenmp",)
 
 _extension: ModuleType | None = None
 _failure: str | None = None
@@ -81,8 +85,11 @@ def load_extension() -> ModuleType | None:
             if not _is_built(name):
                 print("lstmkit: compiling the fused CPU kernels (first use only, about half a minute)...",
                       file=sys.stderr, flush=True)
-            _extension = load(name=name, sources=[str(CSRC / s) for s in SOURCES], extra_cflags=CFLAGS,
-                              extra_ldflags=LDFLAGS, verbose=verbose)
+            from torch.utils.cpp_extension import _get_build_directory
+
+            sources = _sources_in(Path(_get_build_directory(name, verbose=False)) / "sources")
+            _extension = load(name=name, sources=sources, extra_cflags=list(CFLAGS), extra_ldflags=list(LDFLAGS),
+                              verbose=verbose)
         except Exception as error:  # any build failure means: fall back, loudly, once
             _failure = f"{type(error).__name__}: {str(error).strip().splitlines()[-1] if str(error).strip() else ''}"
             warnings.warn(
@@ -95,6 +102,22 @@ def load_extension() -> ModuleType | None:
                 stacklevel=3,
             )
     return _extension
+
+
+def _sources_in(directory: Path) -> list[str]:
+    """The C++ sources and headers copied into ``directory`` (the build's own, named by their
+    content), once: ninja rebuilds when a source is newer than its object file, and a reinstalled
+    package has new timestamps on the same sources. Copies already there are left untouched, so
+    the build stays valid for as long as the content is the same. Each copy is written whole
+    (temporary file, then rename), so processes building at the same time see whole files."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in SOURCES + HEADERS:
+        target = directory / name
+        if not target.exists():
+            tmp = directory / f".{name}.tmp-{os.getpid()}-{threading.get_ident()}"
+            tmp.write_bytes((CSRC / name).read_bytes())
+            os.replace(tmp, target)
+    return [str(directory / name) for name in SOURCES]
 
 
 def _is_built(name: str) -> bool:
