@@ -39,6 +39,7 @@ thing at a time to find why a row fails.
     python benchmarks/paper_side_checks.py lag1997 --budget 60 --no-gate-recurrence
     python benchmarks/paper_side_checks.py lag1997 --budget 90 --network table              # and --seed 1
     python benchmarks/paper_side_checks.py lag1997 --budget 90 --network table --construct  # and --seed 1
+    python benchmarks/paper_side_checks.py lag1997 --budget 90 --network table --g [0,1] --h identity
     # a modern setting with mini-batches of 8 instead of 32 (sequences to the criterion, per seed):
     python benchmarks/paper_side_checks.py batch reber --batch 8 --budget 120 --seeds 0 1 2
     python benchmarks/paper_side_checks.py batch adding --batch 8 --budget 240 --seeds 0 1
@@ -61,6 +62,7 @@ from torch import nn
 from lstmkit.nn.init import chrono_init_, set_gate_bias_
 from lstmkit.papers import EXPERIMENTS
 from lstmkit.papers.experiments import Setting
+from lstmkit.papers.lstm1997 import G_FUNCTIONS, H_FUNCTIONS
 from lstmkit.papers.runner import PaperNet
 
 
@@ -242,29 +244,34 @@ def lag1997(args: argparse.Namespace) -> None:
     fully connected hidden layer, input-gate bias -1; the options vary it one piece at a time.
     ``--network table`` (the paper setting since): the 10,504 weights of the paper's Table 2, one
     cell and its input gate fed by the inputs only, no output gate, no biases. ``--construct``
-    holds the cell's weights at zero until the input-to-output connections have learnt the middle
-    (every middle error below 0.25 on the test set), then draws them: the paper's "sequential
-    network construction" remedy for the abuse problem."""
+    holds the cell out (input gate shut, output unread) until the input-to-output connections have
+    learnt the middle (every middle error below 0.25 on the test set), then draws its weights: the
+    paper's "sequential network construction" remedy for the abuse problem. ``--g [0,1] --h
+    identity``: the squashing functions the paper names for Exp 2a."""
     from lstmkit.papers.lstm1997 import Network1997
 
     experiment, level = EXPERIMENTS["lag-2a"], {"p": 100}
     torch.manual_seed(args.seed)
     if args.network == "table":
         net = Network1997(101, 101, 1, 1, 0.2, shortcut=True, output_gate=False, gate_recurrence=False,
-                          cell_recurrence=False, gate_bias=False)
+                          cell_recurrence=False, gate_bias=False, g=args.g, h=args.h)
     else:
         net = Network1997(101, 101, 1, 1, 0.2, input_gate_bias=args.input_bias,
                           output_gate_bias=args.output_gate_bias, output_bias=args.output_bias, shortcut=True,
-                          gate_recurrence=not args.no_gate_recurrence)
-    print(f"network: {args.network}, {net.weight_count()} weights", flush=True)
+                          gate_recurrence=not args.no_gate_recurrence, g=args.g, h=args.h)
+    print(f"network: {args.network}, {net.weight_count()} weights, g in {args.g}, h {args.h}", flush=True)
     test = experiment.make(np.random.default_rng(99), 64, level)
     first = test.inputs[:, 0].argmax(-1)  # 99: x, 100: y
     pair = [int((first == 99).nonzero()[0]), int((first == 100).nonzero()[0])]
     drawn = (net.weight.detach().clone(), net.out_weight.detach()[:, : net.n_cells].clone())
 
-    def hold_cell_at_zero() -> None:
+    def hold_cell_out() -> None:
+        # the cell is not there yet: its input gate shut (net input -20 from every one-hot input, so
+        # the state stays within 100 * 2e-9 of 0 whatever g is; zero weights would not do for the
+        # logistic g, whose g(0) = 0.5 fills the state) and nothing reading its output
         with torch.no_grad():
             net.weight.zero_()
+            net.weight[net.n_cells:net.n_cells + net.blocks, : net.inputs] = -20.0
             net.out_weight[:, : net.n_cells] = 0.0
 
     def cell(when: str) -> None:
@@ -277,7 +284,7 @@ def lag1997(args: argparse.Namespace) -> None:
 
     constructing = args.construct
     if constructing:
-        hold_cell_at_zero()
+        hold_cell_out()
     cell("before learning")
     rng = np.random.default_rng(args.seed)
     start, seen, report = time.time(), 0, 10.0
@@ -286,7 +293,7 @@ def lag1997(args: argparse.Namespace) -> None:
         net.learn(batch.inputs[0].numpy(), batch.targets[0].numpy(), batch.mask[0].numpy(), args.lr)
         seen += 1
         if constructing:
-            hold_cell_at_zero()
+            hold_cell_out()
             if seen % 50 == 0 and _lag_errors(net, test)[2] < 0.25:
                 constructing = False
                 with torch.no_grad():
@@ -408,6 +415,8 @@ def main(argv: list[str] | None = None) -> None:
     six.add_argument("--output-bias", action="store_true", help="give the output units a bias (paper setting: none)")
     six.add_argument("--no-gate-recurrence", action="store_true",
                      help="feed back only the cell's output, not the gates' activations")
+    six.add_argument("--g", choices=G_FUNCTIONS, default="[-2,2]", help="the cell input's squashing, by its range")
+    six.add_argument("--h", choices=H_FUNCTIONS, default="[-1,1]", help="the cell output's squashing")
     seven = commands.add_parser("batch", help="a modern setting with another mini-batch size")
     seven.add_argument("experiment", choices=sorted(EXPERIMENTS))
     seven.add_argument("--batch", type=int, default=8)

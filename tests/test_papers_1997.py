@@ -1,6 +1,8 @@
 """The 1997 network: the paper's connectivity, its equations, and the truncated-RTRL learning rule."""
 
+import dataclasses
 import math
+import re
 
 import numpy as np
 import pytest
@@ -38,6 +40,7 @@ def test_weight_counts_are_the_papers():
     lag = build_network(EXPERIMENTS["lag-2a"].settings["paper"], 101, 101)
     assert lag.weight_count() == 10_504 == 101 * (1 + 101) + 2 * 101
     assert 101 * (101 + 1) + (101 + 1) == 10_404
+    assert (lag.g, lag.h) == ("[0,1]", "identity")  # the squashing the paper names for Exp 2a
     # and no other combination of the network's switches gives 424
     import itertools
 
@@ -101,8 +104,12 @@ _CELLS = [{}, {"cell_bias": True, "output_bias": True, "shortcut": True},
           {"forget_gate": True, "gate_recurrence": False, "output_bias": True, "shortcut": True},
           {"output_gate": False, "gate_recurrence": False, "cell_recurrence": False, "gate_bias": False,
            "shortcut": True},
-          {"output_gate": False, "forget_gate": True, "peepholes": True, "gate_recurrence": False}]
-_IDS = ["1997", "biases", "forget", "peephole-no-forget", "peephole", "gers2000", "exp2a", "no-output-gate"]
+          {"output_gate": False, "forget_gate": True, "peepholes": True, "gate_recurrence": False},
+          {"output_gate": False, "gate_recurrence": False, "cell_recurrence": False, "gate_bias": False,
+           "shortcut": True, "g": "[0,1]", "h": "identity"},
+          {"g": "[0,1]", "h": "identity", "forget_gate": True, "peepholes": True, "output_bias": True}]
+_IDS = ["1997", "biases", "forget", "peephole-no-forget", "peephole", "gers2000", "exp2a-1997-squashing",
+        "no-output-gate", "exp2a", "logistic-identity"]
 
 
 @pytest.mark.parametrize("extras", _CELLS, ids=_IDS)
@@ -457,6 +464,99 @@ def test_without_an_output_gate_the_cell_outputs_h_of_its_state():
     torch.testing.assert_close(out.view(-1), torch.tensor(expected, dtype=torch.float64), rtol=0, atol=1e-12)
 
 
+def test_exp2a_squashing_is_a_logistic_cell_input_and_an_identity_cell_output():
+    """g(x) = sigmoid(x) and h(s) = s (the paper's Exp 2a), computed here for three steps of one cell
+    with an input gate only; forward and the online learner (at learning rate 0) agree with it."""
+    net = Network1997(1, 1, 1, 1, output_gate=False, gate_recurrence=False, cell_recurrence=False, gate_bias=False,
+                      g="[0,1]", h="identity")
+    with torch.no_grad():
+        net.weight[0, 0], net.weight[1, 0] = 0.8, -0.6
+        net.out_weight.copy_(torch.tensor([[1.5, 0.0]], dtype=torch.float64))
+    s, expected = 0.0, []
+    for x in (1.0, -0.5, 2.0):
+        s = s + _sig(-0.6 * x) * _sig(0.8 * x)
+        expected.append(_sig(1.5 * s))
+    inputs = np.array([[1.0], [-0.5], [2.0]])
+    out = net(torch.from_numpy(inputs).view(1, 3, 1))
+    torch.testing.assert_close(out.view(-1), torch.tensor(expected, dtype=torch.float64), rtol=0, atol=1e-12)
+    learnt = net.learn(inputs, np.zeros((3, 1)), np.ones(3), learning_rate=0.0)
+    np.testing.assert_allclose(learnt[:, 0], expected, rtol=0, atol=1e-12)
+    # the state is unbounded: with g and the gate in [0, 1] it only grows, and h passes it on
+    state = net.run(torch.ones(1, 500, 1, dtype=torch.float64))[1][1]
+    assert state.item() == pytest.approx(500 * _sig(-0.6) * _sig(0.8))
+
+
+@pytest.mark.parametrize("extras", _CELLS, ids=_IDS)
+def test_cells_held_out_leave_a_logistic_regression_of_the_inputs(extras):
+    """Sequential network construction: with ``cells_present`` off the network is its input-to-output
+    connections alone, in forward and in learn (an online logistic regression, computed here), and
+    the cells' weights keep their values until they join."""
+    net = _net(**{**extras, "shortcut": True, "output_bias": True})
+    before = {name: p.detach().clone() for name, p in net.named_parameters()}
+    nc = net.n_cells
+    x, target = _sequence()
+    net.cells_present = False
+    w, b = before["out_weight"][:, nc:].numpy().copy(), before["out_bias"].numpy().copy()
+    expected = []
+    for t in range(len(x)):
+        out = 1 / (1 + np.exp(-(w @ x[t] + b)))
+        expected.append(out)
+        delta = (target[t] - out) * out * (1 - out)
+        w, b = w + 0.5 * np.outer(delta, x[t]), b + 0.5 * delta
+    static = 1 / (1 + np.exp(-(x @ before["out_weight"][:, nc:].numpy().T + before["out_bias"].numpy())))
+    np.testing.assert_allclose(net(torch.from_numpy(x)[None])[0].detach().numpy(), static, rtol=0, atol=1e-12)
+    learnt = net.learn(x, target, np.ones(len(x)), learning_rate=0.5)
+    np.testing.assert_allclose(learnt, np.stack(expected), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(net.out_weight.detach()[:, nc:].numpy(), w, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(net.out_bias.detach().numpy(), b, rtol=0, atol=1e-12)
+    for name in ("weight", "peephole"):
+        assert torch.equal(getattr(net, name), before[name]), name  # nothing reached the cells
+    assert torch.equal(net.out_weight[:, :nc], before["out_weight"][:, :nc])
+    # added: the same weights, now with the cells' outputs read again
+    net.cells_present = True
+    with torch.no_grad():
+        net.out_weight[:, nc:], net.out_bias[:] = torch.from_numpy(w), torch.from_numpy(b)
+    shortcut_only = 1 / (1 + np.exp(-(x @ w.T + b)))
+    assert np.abs(net(torch.from_numpy(x)[None])[0].detach().numpy() - shortcut_only).max() > 1e-3
+
+
+def test_a_plateau_is_an_error_that_stopped_decreasing():
+    from lstmkit.papers.runner import Plateau
+
+    falling = Plateau(window=10, patience=3, tolerance=0.01)
+    assert not any(falling.update(0.97 ** (n // 10)) for n in range(1000))  # 3% lower every window
+    flat = Plateau(window=10, patience=3, tolerance=0.01)
+    stopped = [flat.update(1.0 - 1e-4 * n) for n in range(100)]  # 0.1% lower a window: stopped
+    # the first window sets the best; the next three fail to beat it by 1%: stopped at the 40th sequence
+    assert stopped.index(True) == 39 and all(stopped[39:])
+    # the runner's rule on an error falling as 1/n, whose window k averages about 1/k: a best window k
+    # stays the best for 5 more windows once they gain less than 1% on it, 5/k < 0.01, k > 500
+    slowing = Plateau()
+    at = next(n for n in range(1, 200_000) if slowing.update(100.0 / n))
+    assert 45_000 < at < 55_000
+    for bad in ({"window": 0}, {"patience": 0}, {"tolerance": 1.0}, {"tolerance": -0.1}):
+        with pytest.raises(ConfigError, match="a plateau needs window >= 1, patience >= 1 and 0 <= tolerance < 1"):
+            Plateau(**bad)
+
+
+def test_the_exp2a_paper_row_adds_its_cell_when_the_error_stops_decreasing(monkeypatch):
+    """The runner holds the cell out, adds it at the plateau and says when in the row's detail."""
+    import lstmkit.papers.runner as runner
+
+    quick = runner.Plateau
+    monkeypatch.setattr(runner, "Plateau", lambda: quick(window=5, patience=2, tolerance=0.5))
+    experiment = EXPERIMENTS["lag-2a"]
+    result = runner.run(experiment, {"p": 10}, "paper", 0, max_sequences=64, max_seconds=60, eval_every=32)
+    assert re.search(r"; the cells added after \d+ sequences$", result.evaluation), result.evaluation
+    added = int(re.search(r"after (\d+) sequences", result.evaluation).group(1))
+    assert 15 <= added <= 64 and added % 5 == 0
+    never = runner.run(experiment, {"p": 10}, "paper", 0, max_sequences=2, max_seconds=60, eval_every=2)
+    assert never.evaluation.endswith("; the cells never added (the training error kept decreasing)")
+    setting = dataclasses.replace(experiment.settings["modern"], construct=True)
+    with pytest.raises(ConfigError, match="sequential network construction \\(construct=True\\) is for the 1997"):
+        build_network(setting, 11, 11)
+
+
 def test_absent_gates_recurrence_and_biases_stay_absent_under_learn():
     net = _net(output_gate=False, gate_recurrence=False, cell_recurrence=False, gate_bias=False)
     x, target = _sequence()
@@ -479,6 +579,11 @@ def test_bad_settings_are_refused():
         Network1997(4, 3, 0)
     with pytest.raises(ConfigError, match="init_range must be > 0"):
         Network1997(4, 3, 1, init_range=0.0)
+    with pytest.raises(ConfigError, match="unknown squashing function g='tanh'; expected one of '\\[-2,2\\]', "
+                                          "'\\[0,1\\]'"):
+        Network1997(4, 3, 1, g="tanh")
+    with pytest.raises(ConfigError, match="unknown squashing function h='linear'; expected one of .*'identity'"):
+        build_network(Setting("lstm1997", "", 2, "sgd", 0.5, 1, 0.0, h="linear"), 2, 1)
     with pytest.raises(ConfigError, match="a forget-gate bias \\(1.0\\) is set but the network has no forget gates"):
         Network1997(4, 3, 1, forget_gate_bias=1.0)
     setting = Setting("lstm1997", "", 2, "sgd", 0.5, 32, 0.0)
@@ -566,9 +671,15 @@ def test_the_1997_side_checks_run(capsys):
         module.main(["reber1997", "--budget", "1.5"])
         module.main(["lag1997", "--budget", "11", "--output-bias"])
         module.main(["batch", "reber", "--batch", "8", "--budget", "1", "--seeds", "0"])
+        out = capsys.readouterr().out
+        # a cell held out of the network holds nothing, also with the logistic g (g(0) = 0.5 would fill it)
+        module.main(["lag1997", "--budget", "2", "--network", "table", "--construct", "--g", "[0,1]", "--h",
+                     "identity"])
+        held = capsys.readouterr().out
     finally:
         torch.set_num_threads(threads)
-    out = capsys.readouterr().out
+    assert "10504 weights, g in [0,1], h identity" in held
+    assert "before learning: cell state at the end of an x-sequence 0.000, of a y-sequence 0.000" in held
     assert "max err" in out and "last" in out and "middle" in out
     assert "before learning: cell state at the end of an x-sequence" in out and "input-gate bias -1.00" in out
     assert "reber batch 8 lr 0.003 seed 0: " in out and " sequences, " in out

@@ -6,7 +6,8 @@ The 1997 network is not a layer of modern LSTM cells:
 * **a fully connected hidden layer**: every cell and every gate sees the current input and the
   previous step's activations of *all* cells and gates (not only the cells' outputs);
 * squashing functions ``g(x) = 4 sigmoid(x) - 2`` (range [-2, 2]) for the cell input and
-  ``h(x) = 2 sigmoid(x) - 1`` (range [-1, 1]) for the cell output; no forget gate:
+  ``h(x) = 2 sigmoid(x) - 1`` (range [-1, 1]) for the cell output (Exp 2a: ``g`` the logistic
+  sigmoid, range [0, 1], and ``h`` the identity); no forget gate:
   ``s_c(t) = s_c(t - 1) + y_in(t) g(net_c(t))``, ``y_c(t) = y_out(t) h(s_c(t))``;
 * sigmoid output units fed by the cells (and, in Exp 2a, directly by the inputs);
 * the paper's **truncated gradient**: errors reaching the net inputs of cells and gates are not
@@ -49,7 +50,11 @@ from torch import Tensor, nn
 
 from lstmkit.errors import ConfigError
 
-__all__ = ["Network1997", "OnlineState"]
+__all__ = ["G_FUNCTIONS", "H_FUNCTIONS", "Network1997", "OnlineState"]
+
+# the squashing functions of the cell input (g) and output (h) the paper uses, by their ranges
+G_FUNCTIONS = ("[-2,2]", "[0,1]")
+H_FUNCTIONS = ("[-1,1]", "identity")
 
 
 def _per_block(value: float | Sequence[float] | None, blocks: int, name: str) -> list[float] | None:
@@ -122,6 +127,10 @@ class Network1997(nn.Module):
         gate_bias: whether the gates have biases.
         output_gate: whether the blocks have output gates; without them a cell's output is
             ``h(s_c)`` (the gate held at 1, its weights absent).
+        g: the cell input's squashing function: ``"[-2,2]"`` (``4 sigmoid(x) - 2``, the paper's
+            usual one) or ``"[0,1]"`` (the logistic sigmoid, the paper's Exp 2a).
+        h: the cell output's squashing function: ``"[-1,1]"`` (``2 sigmoid(x) - 1``) or
+            ``"identity"`` (the paper's Exp 2a).
 
     Attributes:
         weight: ``(U, I + U + 1)`` net-input weights of the hidden units (cells, then input gates,
@@ -133,6 +142,12 @@ class Network1997(nn.Module):
         out_weight: ``(O, C + I)`` output weights from the cells (and the inputs with
             ``shortcut``; without it the input columns stay zero and are never learnt).
         out_bias: ``(O,)`` output biases (zero and never learnt without ``output_bias``).
+        cells_present: ``False`` holds the memory cells out of the network, the paper's
+            sequential network construction (section 4.7, against the abuse problem; Exp 2a adds
+            the cell "once the error has stopped decreasing"): their outputs read as 0, so no
+            error reaches them and their weights keep their values until the attribute is set
+            back to ``True`` (between sequences). Only the input-to-output connections learn
+            meanwhile.
     """
 
     def __init__(self, inputs: int, outputs: int, blocks: int, cells: int = 1, init_range: float = 0.1,
@@ -141,7 +156,7 @@ class Network1997(nn.Module):
                  output_bias: bool = False, shortcut: bool = False, forget_gate: bool = False,
                  forget_gate_bias: float | Sequence[float] | None = None, peepholes: bool = False,
                  gate_recurrence: bool = True, cell_recurrence: bool = True, gate_bias: bool = True,
-                 output_gate: bool = True) -> None:
+                 output_gate: bool = True, g: str = "[-2,2]", h: str = "[-1,1]") -> None:
         super().__init__()
         for name, value in (("inputs", inputs), ("outputs", outputs), ("blocks", blocks), ("cells", cells)):
             if not isinstance(value, int) or value < 1:
@@ -161,7 +176,13 @@ class Network1997(nn.Module):
         if output_gate_bias is not None and not output_gate:
             raise ConfigError(f"an output-gate bias ({output_gate_bias!r}) is set but the network has no output "
                               "gates (output_gate=False); leave the bias out or set output_gate=True")
+        for name, value, allowed in (("g", g, G_FUNCTIONS), ("h", h, H_FUNCTIONS)):
+            if value not in allowed:
+                raise ConfigError(f"unknown squashing function {name}={value!r}; expected one of "
+                                  f"{', '.join(repr(a) for a in allowed)}")
         self.inputs, self.outputs, self.blocks, self.cells = inputs, outputs, blocks, cells
+        self.g, self.h = g, h
+        self.cells_present = True
         self.forget_gate, self.peepholes, self.output_gate = forget_gate, peepholes, output_gate
         self.n_cells = blocks * cells
         self.units = self.n_cells + (3 if forget_gate else 2) * blocks
@@ -248,9 +269,10 @@ class Network1997(nn.Module):
         from_inputs = x @ w_in.t() + bias  # (B, T, U): the inputs' part of every step at once
         cells = []
         block = self._block_of_cell
+        present = 1.0 if self.cells_present else 0.0
         for t in range(steps):
             net = from_inputs[:, t] + (y.detach() if truncated else y) @ w_rec.t()
-            g = 4 * torch.sigmoid(net[:, :nc]) - 2
+            g = torch.sigmoid(net[:, :nc]) if self.g == "[0,1]" else 4 * torch.sigmoid(net[:, :nc]) - 2
             seen = s.detach() if truncated else s  # the state as the gates see it
             net_in, net_out, net_forget = net[:, nc:nc + nb], net[:, nc + nb:nc + 2 * nb], net[:, nc + 2 * nb:]
             if self.peepholes:
@@ -268,7 +290,7 @@ class Network1997(nn.Module):
             gate_out = torch.sigmoid(net_out) if self.output_gate else torch.ones_like(net_out)
             gates = torch.cat([y_in, gate_out, torch.sigmoid(net_forget)], -1)
             y_out = gates[:, nb:2 * nb][:, block]
-            y_c = y_out * (2 * torch.sigmoid(s) - 1)
+            y_c = y_out * (s if self.h == "identity" else 2 * torch.sigmoid(s) - 1) * present
             y = torch.cat([y_c, gates], -1)
             cells.append(y_c)
         features = torch.cat([torch.stack(cells, 1), x], -1)
@@ -308,6 +330,8 @@ class Network1997(nn.Module):
                               "OnlineState(network)")
         nc, nb, cells = self.n_cells, self.blocks, self.cells
         forget, peepholes = self.forget_gate, self.peepholes
+        scaled_g, identity_h = self.g == "[-2,2]", self.h == "identity"
+        present = 1.0 if self.cells_present else 0.0  # 0: the cells held out (their outputs read as 0)
         with torch.no_grad():
             weight = self.weight.detach().numpy()  # views: updates change the parameters in place
             out_weight = self.out_weight.detach().numpy()
@@ -331,7 +355,9 @@ class Network1997(nn.Module):
             source = np.concatenate([x[t], y, (1.0,)])
             net = weight @ source
             squashed = _sigmoid(net[:nc])
-            g, g_prime = 4 * squashed - 2, 4 * squashed * (1 - squashed)
+            g, g_prime = squashed, squashed * (1 - squashed)
+            if scaled_g:
+                g, g_prime = 4 * g - 2, 4 * g_prime
             s_prev = s
             net_in, net_out = net[nc:nc + nb], net[nc + nb:nc + 2 * nb]
             if peepholes:
@@ -352,9 +378,12 @@ class Network1997(nn.Module):
             gate_out = _sigmoid(net_out) if self.output_gate else np.ones(nb)
             y_out = gate_out[block]
             gates = np.concatenate([gate_in, gate_out, gate_forget] if forget else [gate_in, gate_out])
-            h_squashed = _sigmoid(s)
-            h, h_prime = 2 * h_squashed - 1, 2 * h_squashed * (1 - h_squashed)
-            y_c = y_out * h
+            if identity_h:
+                h, h_prime = s, np.ones(nc)
+            else:
+                h_squashed = _sigmoid(s)
+                h, h_prime = 2 * h_squashed - 1, 2 * h_squashed * (1 - h_squashed)
+            y_c = y_out * h * present
             features = np.concatenate([y_c, x[t]])
             out = _sigmoid(out_weight @ features + out_bias)
             outputs[t] = out
@@ -374,7 +403,7 @@ class Network1997(nn.Module):
                     trace_peep[1] += (s_prev * y_forget * (1 - y_forget)).reshape(nb, cells, 1) * seen
             if mask[t]:
                 delta = (targets[t] - out) * out * (1 - out)  # minus the error's derivative at the net input
-                back = out_weight[:, :nc].T @ delta  # (C,) error reaching each cell's output
+                back = (out_weight[:, :nc].T @ delta) * present  # (C,) error reaching each cell's output
                 state_error = y_out * h_prime * back
                 out_gate_error = gate_out * (1 - gate_out) * np.add.reduceat(h * back, starts)
                 step = np.empty_like(weight)

@@ -23,6 +23,7 @@ from lstmkit.papers.experiments import (
     stop_when,
     wrong_count,
 )
+from lstmkit.papers.runner import PLATEAU_PATIENCE, PLATEAU_TOLERANCE, PLATEAU_WINDOW
 
 __all__ = ["EXPERIMENTS"]
 
@@ -124,17 +125,26 @@ _register(
             # 10,504 weights: the count of the paper's Table 2 (as lstmkit's authors read it; no copy of the
             # paper could be checked here), which leaves room for one cell and its input gate fed by the
             # inputs only, and for the output units fed by the cell and the inputs: no output gate, no
-            # recurrent connections, no biases
-            "paper": _paper1997(1, 1, 1.0, 0.2, " with an input gate only + input-output connections", shortcut=True,
-                                output_gate=False, gate_recurrence=False, cell_recurrence=False, gate_bias=False),
+            # recurrent connections, no biases; and what the paper's Exp 2a text names: its squashing (g the
+            # logistic sigmoid, h the identity) and its remedy for the abuse problem: the cell is added once the
+            # error has stopped decreasing (also as lstmkit's authors recall it)
+            "paper": _paper1997(1, 1, 1.0, 0.2, " with an input gate only + input-output connections, g logistic, "
+                                "h identity, the cell added when the error stops decreasing", shortcut=True,
+                                output_gate=False, gate_recurrence=False, cell_recurrence=False, gate_bias=False,
+                                g="[0,1]", h="identity", construct=True),
             "modern": _modern(16),
             **_baselines(16),
         },
         notes="the paper setting's network is the one with the 10,504 weights of the paper's Table 2 for LSTM at "
         "p = 100 (RTRL's 10,404 are one self-recurrent hidden unit and the outputs fed by it and the inputs; LSTM "
         "replaces the unit by one cell and its input gate): the cell and its input gate see only the current input, "
-        "the outputs see the cell and the input, and nothing has a bias or an output gate. The count is as lstmkit "
-        "reads the paper's table, not checked against a copy of the paper here; weights in +-0.2",
+        "the outputs see the cell and the input, and nothing has a bias or an output gate; the cell input is squashed "
+        "by the logistic sigmoid and the cell output is its state (g in [0, 1], h the identity), and the cell joins "
+        "the network once the training error has stopped decreasing (the paper's sequential network construction; "
+        f"lstmkit's rule: {PLATEAU_PATIENCE} windows of {PLATEAU_WINDOW} sequences in a row without a "
+        f"{PLATEAU_TOLERANCE:.0%} lower mean error). The count, the squashing "
+        "and the construction are as lstmkit reads the paper, not checked against a copy of it here; weights in "
+        "+-0.2",
     )
 )
 

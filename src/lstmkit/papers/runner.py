@@ -44,6 +44,9 @@ RECENT = 2000  # the papers' window of recent training sequences
 FIRST_PIECE, LARGEST_PIECE = 16, 4096  # symbols in the pieces of an online training stream
 # the cells of the "lstm1997" model: 1997's, with Gers et al. 2000's forget gates, and with their 2002 peepholes too
 CELLS_1997 = ("", "forget", "peephole")
+# "once the error has stopped decreasing" (Plateau): windows of sequences, and how many of them in a row
+# may fail to lower the best window's mean error by the tolerance
+PLATEAU_WINDOW, PLATEAU_PATIENCE, PLATEAU_TOLERANCE = 100, 5, 0.01
 
 
 class PaperNet(nn.Module):
@@ -81,10 +84,45 @@ class PaperNet(nn.Module):
         return logits, state
 
 
+class Plateau:
+    """Whether a training error "has stopped decreasing" (the 1997 paper's words for when Exp 2a's
+    cell is added; the rule is lstmkit's reading): the mean error of each ``window`` consecutive
+    training sequences is compared with the best window so far, and the error has stopped when
+    ``patience`` windows in a row were not below the best by a relative ``tolerance`` (the rule of
+    ``torch.optim.lr_scheduler.ReduceLROnPlateau`` in its relative mode, on windows of sequences).
+    An error falling steadily but slowly has stopped too: once ``patience`` windows gain less than
+    ``tolerance`` on the best together."""
+
+    def __init__(self, window: int = PLATEAU_WINDOW, patience: int = PLATEAU_PATIENCE,
+                 tolerance: float = PLATEAU_TOLERANCE) -> None:
+        if window < 1 or patience < 1 or not 0 <= tolerance < 1:
+            raise ConfigError(f"a plateau needs window >= 1, patience >= 1 and 0 <= tolerance < 1, got window "
+                              f"{window}, patience {patience}, tolerance {tolerance}")
+        self.window, self.patience, self.tolerance = window, patience, tolerance
+        self._errors: list[float] = []
+        self.best = math.inf
+        self.stale = 0  # windows in a row without enough improvement
+
+    def update(self, error: float) -> bool:
+        """Record one sequence's training error; ``True`` once the error has stopped decreasing."""
+        self._errors.append(error)
+        if len(self._errors) == self.window:
+            mean = sum(self._errors) / self.window
+            self._errors.clear()
+            if mean < self.best * (1 - self.tolerance):
+                self.best, self.stale = mean, 0
+            else:
+                self.stale += 1
+        return self.stale >= self.patience
+
+
 def build_network(setting: Setting, inputs: int, outputs: int) -> nn.Module:
     """The setting's network: a :class:`PaperNet`, or the 1997 network (with the later papers' forget
     gates and peepholes, by ``setting.cell``) for ``"lstm1997"``."""
     if setting.model != "lstm1997":
+        if setting.construct:
+            raise ConfigError(f"sequential network construction (construct=True) is for the 1997 network "
+                              f"(model 'lstm1997'), got model {setting.model!r}; leave construct out")
         return PaperNet(setting, inputs, outputs)
     if setting.batch != 1 or setting.optimizer != "sgd" or setting.clip:
         raise ConfigError(f"the 1997 network learns online with plain gradient descent: batch 1, optimizer 'sgd' "
@@ -99,7 +137,7 @@ def build_network(setting: Setting, inputs: int, outputs: int) -> nn.Module:
                        forget_gate=setting.cell in ("forget", "peephole"), forget_gate_bias=setting.forget_bias,
                        peepholes=setting.cell == "peephole", gate_recurrence=setting.gate_recurrence,
                        cell_recurrence=setting.cell_recurrence, gate_bias=setting.gate_bias,
-                       output_gate=setting.output_gate)
+                       output_gate=setting.output_gate, g=setting.g, h=setting.h)
 
 
 @dataclass
@@ -155,10 +193,19 @@ class PaperModule(TaskModule):
     rule over the recent sequences (always on the squared error, as in the papers)."""
 
     def __init__(self, network: PaperNet, config: TrainConfig, experiment: Experiment, test: Batch,
-                 loss: str = "squared") -> None:
+                 loss: str = "squared", construct: bool = False) -> None:
         super().__init__(network, config)
         if loss not in ("squared", "cross-entropy"):
             raise ConfigError(f"unknown loss {loss!r}; expected 'squared' or 'cross-entropy'")
+        if construct and (not isinstance(network, Network1997) or experiment.online_streams is not None):
+            raise ConfigError("sequential network construction (construct=True) needs the 1997 network learning "
+                              f"whole sequences; {experiment.key!r} with a {type(network).__name__} does not; "
+                              "leave construct out")
+        # sequential network construction: the cells join when the training error stops decreasing
+        self.plateau = Plateau() if construct else None
+        self.cells_added_at: int | None = None
+        if construct:
+            network.cells_present = False
         self.experiment, self.test, self.loss = experiment, test, loss
         self.recent_errors: collections.deque = collections.deque(maxlen=RECENT)
         self.recent_correct: collections.deque = collections.deque(maxlen=RECENT)
@@ -217,6 +264,9 @@ class PaperModule(TaskModule):
                 self._record(outputs, squared, one)
                 self._loss_sum = self._loss_sum + 0.5 * squared.sum()
                 self._loss_count += 1
+                if self.plateau is not None and self.plateau.update(float(0.5 * squared.sum())):
+                    self.plateau, self.network.cells_present = None, True
+                    self.cells_added_at = self.sequences_seen
             if timer is not None and timer.time_remaining() <= 0:
                 break
         return None
@@ -326,7 +376,7 @@ def run(experiment: Experiment, level: dict, setting_key: str, seed: int, max_se
     L.seed_everything(seed, verbose=False)
     network = build_network(setting, test.inputs.shape[-1], test.targets.shape[-1])
     _warm_up(network, test)
-    module = PaperModule(network, config, experiment, test, setting.loss)
+    module = PaperModule(network, config, experiment, test, setting.loss, setting.construct)
     stream = SequenceStream(experiment, level, seed, per_epoch, online)
     stop = _Stop()
     start = time.perf_counter()
@@ -338,8 +388,13 @@ def run(experiment: Experiment, level: dict, setting_key: str, seed: int, max_se
     seconds = time.perf_counter() - start
     evaluation = module.evaluation
     seen = stop.success_at if stop.success_at is not None else (stop.curve[-1][0] if stop.curve else 0)
-    return RunResult(experiment.key, level, setting_key, seed, stop.success_at is not None, seen, seconds,
-                     evaluation.detail if evaluation is not None else "not evaluated", stop.curve, max_seconds)
+    detail = evaluation.detail if evaluation is not None else "not evaluated"
+    if setting.construct:
+        added = module.cells_added_at
+        detail += (f"; the cells added after {added:,} sequences" if added is not None
+                   else "; the cells never added (the training error kept decreasing)")
+    return RunResult(experiment.key, level, setting_key, seed, stop.success_at is not None, seen, seconds, detail,
+                     stop.curve, max_seconds)
 
 
 def _warm_up(network: PaperNet, test: Batch) -> None:
