@@ -40,6 +40,9 @@ thing at a time to find why a row fails.
     python benchmarks/paper_side_checks.py lag1997 --budget 90 --network table              # and --seed 1
     python benchmarks/paper_side_checks.py lag1997 --budget 90 --network table --construct  # and --seed 1
     python benchmarks/paper_side_checks.py lag1997 --budget 90 --network table --g [0,1] --h identity
+    python benchmarks/paper_side_checks.py lag1997 --budget 600 --network table --g [0,1] --h identity --construct
+    python benchmarks/paper_side_checks.py lag1997 --budget 600 --network table --g [0,1] --h identity --construct \
+        --add-after 1000  # and 8000
     # a modern setting with mini-batches of 8 instead of 32 (sequences to the criterion, per seed):
     python benchmarks/paper_side_checks.py batch reber --batch 8 --budget 120 --seeds 0 1 2
     python benchmarks/paper_side_checks.py batch adding --batch 8 --budget 240 --seeds 0 1
@@ -247,7 +250,8 @@ def lag1997(args: argparse.Namespace) -> None:
     holds the cell out (``Network1997.cells_present``) until the input-to-output connections have
     learnt the middle (every middle error below 0.25 on the test set; the paper setting's runner
     adds it when the training error stops decreasing instead): the paper's "sequential network
-    construction" remedy for the abuse problem. ``--g [0,1] --h
+    construction" remedy for the abuse problem. ``--add-after N`` adds it after N sequences
+    instead. ``--g [0,1] --h
     identity``: the squashing functions the paper names for Exp 2a."""
     from lstmkit.papers.lstm1997 import Network1997
 
@@ -285,9 +289,11 @@ def lag1997(args: argparse.Namespace) -> None:
         batch = experiment.make(rng, 1, level)
         net.learn(batch.inputs[0].numpy(), batch.targets[0].numpy(), batch.mask[0].numpy(), args.lr)
         seen += 1
-        if constructing and seen % 50 == 0 and _lag_errors(net, test)[2] < 0.25:
+        if constructing and (seen == args.add_after if args.add_after else
+                             seen % 50 == 0 and _lag_errors(net, test)[2] < 0.25):
             constructing, net.cells_present = False, True
-            print(f"      the middle is learnt after {seen} sequences: the cell is added", flush=True)
+            print(f"      after {seen} sequences{'' if args.add_after else ' the middle is learnt'}: the cell is added",
+                  flush=True)
             cell("when added")
         if seen == 1:
             cell("after 1 sequence")
@@ -397,6 +403,8 @@ def main(argv: list[str] | None = None) -> None:
                      "weights of the paper's Table 2")
     six.add_argument("--construct", action="store_true",
                      help="add the cell only once the input-to-output connections have learnt the middle")
+    six.add_argument("--add-after", type=int, default=0, metavar="N",
+                     help="with --construct: add the cell after N sequences (default: once the middle is learnt)")
     six.add_argument("--input-bias", type=float, default=-1.0, help="the input gate's initial bias (paper setting: -1)")
     six.add_argument("--output-gate-bias", type=float,
                      help="the output gate's initial bias (paper setting: none, drawn like the weights)")
