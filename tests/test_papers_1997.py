@@ -555,6 +555,12 @@ def test_the_exp2a_paper_row_adds_its_cell_when_the_error_stops_decreasing(monke
     setting = dataclasses.replace(experiment.settings["modern"], construct=True)
     with pytest.raises(ConfigError, match="sequential network construction \\(construct=True\\) is for the 1997"):
         build_network(setting, 11, 11)
+    # nor on the continual stream protocol, whose streams restart from the reset network
+    cerg = EXPERIMENTS["continual-reber"]
+    config = TrainConfig(max_epochs=1, batch_size=1, optimizer="sgd", learning_rate=0.5, momentum=0.0,
+                         lr_schedule="none", gradient_clip=0.0, early_stopping_patience=0, loggers=())
+    with pytest.raises(ConfigError, match="needs the 1997 network learning whole sequences; 'continual-reber'"):
+        PaperModule(build_network(cerg.settings["paper"], 7, 7), config, cerg, None, construct=True)
 
 
 def test_absent_gates_recurrence_and_biases_stay_absent_under_learn():
