@@ -551,6 +551,39 @@ def test_a_total_budget_is_shared_by_the_parallel_runs():
     assert [r.budget for r in results] == [pytest.approx(4.0, abs=0.3)] * 2
 
 
+def test_a_failed_parallel_run_keeps_the_run_beside_it(monkeypatch):
+    """With --jobs, a run that fails stops new runs from starting, but the one in flight finishes and
+    reaches the progress callback (the --resume record) before the failure is raised."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    import lstmkit.papers.report as report
+    from lstmkit.errors import TrainingError
+    from lstmkit.papers import RunResult
+
+    # the scheduling under test, without processes: threads see the patched worker
+    monkeypatch.setattr(report, "ProcessPoolExecutor",
+                        lambda jobs, mp_context, initializer, initargs: ThreadPoolExecutor(jobs))
+    started, failed = [], threading.Event()
+
+    def worker(key, level, setting, seed, max_sequences, budget, eval_every):
+        started.append(seed)
+        if seed == 0:
+            failed.set()
+            raise TrainingError("seed 0 went non-finite")
+        failed.wait(5)
+        time.sleep(0.2)  # still running when seed 0's failure arrives
+        return RunResult(key, level, setting, seed, True, 10, 0.2, "kept")
+
+    monkeypatch.setattr(report, "_run_in_worker", worker)
+    kept = []
+    with pytest.raises(TrainingError, match="seed 0 went non-finite"):
+        run_profile(["lag-2a"], "smoke", seeds=4, settings=["gru"], jobs=2, progress=kept.append)
+    assert sorted(started) == [0, 1]  # seeds 2 and 3 never started
+    assert [(r.seed, r.evaluation) for r in kept] == [(1, "kept")]
+
+
 def test_runs_made_before_are_not_made_again():
     from lstmkit.papers import RunResult
 

@@ -153,9 +153,12 @@ def run_profile(experiments: Sequence[str], profile: str | Profile = "quick", se
     with ProcessPoolExecutor(jobs, mp_context=context, initializer=_quiet_worker,
                              initargs=(warnings.filters[:],)) as pool:
         queue, running = list(todo), {}
+        failure: Exception | None = None
         try:
-            while queue or running:
-                while queue and len(running) < jobs:
+            # after a run fails no new one starts, but the runs in flight finish and are kept (the
+            # progress callback records them for --resume) before the failure is raised
+            while (queue and failure is None) or running:
+                while queue and failure is None and len(running) < jobs:
                     index = queue.pop(0)
                     share = budget([(start, b) for _, start, b in running.values()], len(queue) + 1)
                     future = pool.submit(_run_in_worker, *plan[index], chosen.max_sequences, share,
@@ -164,10 +167,17 @@ def run_profile(experiments: Sequence[str], profile: str | Profile = "quick", se
                 complete, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in complete:
                     index, _, _ = running.pop(future)
-                    finished(index, future.result())
-        except BaseException:
+                    try:
+                        result = future.result()
+                    except Exception as error:
+                        failure = failure or error
+                        continue
+                    finished(index, result)
+        except BaseException:  # an interrupt: stop at once
             pool.shutdown(wait=False, cancel_futures=True)
             raise
+    if failure is not None:
+        raise failure
     return results  # type: ignore[return-value]
 
 
