@@ -584,6 +584,18 @@ def test_a_failed_parallel_run_keeps_the_run_beside_it(monkeypatch):
     assert [(r.seed, r.evaluation) for r in kept] == [(1, "kept")]
 
 
+def test_a_resumed_profile_counts_the_time_of_its_earlier_runs():
+    from lstmkit.papers import RunResult
+    from lstmkit.papers.report import Profile
+
+    shared = Profile("shared", seeds=2, max_sequences=10**7, max_seconds=30.0, eval_every=500, total_seconds=8.0)
+    before = RunResult("lag-2a", {"p": 100}, "gru", 0, False, 100, 5.0, "read back")
+    results = run_profile(["lag-2a"], shared, settings=["gru"], done=[before])
+    # 8 s in all, 5 of them spent by seed 0 before: seed 1 has the 3 left, not 8
+    assert results[0].evaluation == "read back"
+    assert results[1].budget == pytest.approx(3.0, abs=0.3)
+
+
 def test_runs_made_before_are_not_made_again():
     from lstmkit.papers import RunResult
 

@@ -96,7 +96,8 @@ def run_profile(experiments: Sequence[str], profile: str | Profile = "quick", se
         jobs: runs at a time, each in a process of its own with one thread (one per core). A
             profile's total budget (``total_seconds``) is then shared by that many cores.
         done: results of runs made before (an interrupted profile's): these runs are not made
-            again, and their results take their places in the list returned.
+            again, their results take their places in the list returned, and the seconds they
+            took count against the profile's total budget.
     """
     chosen = PROFILES.get(profile) if isinstance(profile, str) else profile
     if chosen is None:
@@ -127,7 +128,9 @@ def run_profile(experiments: Sequence[str], profile: str | Profile = "quick", se
             results[index] = dataclasses.replace(before, level=level)
         else:
             todo.append(index)
-    deadline = time.perf_counter() + chosen.total_seconds if chosen.total_seconds else None
+    # a resumed profile's total: what its earlier runs took (core seconds) is spent already
+    spent = sum(results[i].seconds for i in range(len(plan)) if results[i] is not None)
+    deadline = time.perf_counter() + max(0.0, chosen.total_seconds - spent / jobs) if chosen.total_seconds else None
 
     def budget(running: Sequence[tuple[float, float]], left: int) -> float:
         """The next run's seconds: its share of the core time left before the deadline, less what
