@@ -251,8 +251,7 @@ def lag1997(args: argparse.Namespace) -> None:
     learnt the middle (every middle error below 0.25 on the test set; the paper setting's runner
     adds it when the training error stops decreasing instead): the paper's "sequential network
     construction" remedy for the abuse problem. ``--add-after N`` adds it after N sequences
-    instead. ``--g [0,1] --h
-    identity``: the squashing functions the paper names for Exp 2a."""
+    instead. ``--g [0,1] --h identity``: the squashing functions the paper names for Exp 2a."""
     from lstmkit.papers.lstm1997 import Network1997
 
     experiment, level = EXPERIMENTS["lag-2a"], {"p": 100}

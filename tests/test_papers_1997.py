@@ -552,13 +552,15 @@ def test_the_exp2a_paper_row_adds_its_cell_when_the_error_stops_decreasing(monke
     assert 15 <= added <= 64 and added % 5 == 0
     never = runner.run(experiment, {"p": 10}, "paper", 0, max_sequences=2, max_seconds=60, eval_every=2)
     assert never.evaluation.endswith("; the cells never added (the training error kept decreasing)")
-    setting = dataclasses.replace(experiment.settings["modern"], construct=True)
-    with pytest.raises(ConfigError, match="sequential network construction \\(construct=True\\) is for the 1997"):
-        build_network(setting, 11, 11)
-    # nor on the continual stream protocol, whose streams restart from the reset network
-    cerg = EXPERIMENTS["continual-reber"]
+    # construction is for the 1997 network only
     config = TrainConfig(max_epochs=1, batch_size=1, optimizer="sgd", learning_rate=0.5, momentum=0.0,
                          lr_schedule="none", gradient_clip=0.0, early_stopping_patience=0, loggers=())
+    modern = build_network(dataclasses.replace(experiment.settings["modern"], construct=True), 11, 11)
+    with pytest.raises(ConfigError, match="sequential network construction \\(construct=True\\) needs the 1997 "
+                                          "network learning whole sequences; 'lag-2a' with a PaperNet does not"):
+        PaperModule(modern, config, experiment, None, construct=True)
+    # nor on the continual stream protocol, whose streams restart from the reset network
+    cerg = EXPERIMENTS["continual-reber"]
     with pytest.raises(ConfigError, match="needs the 1997 network learning whole sequences; 'continual-reber'"):
         PaperModule(build_network(cerg.settings["paper"], 7, 7), config, cerg, None, construct=True)
 

@@ -129,7 +129,7 @@ def run_profile(experiments: Sequence[str], profile: str | Profile = "quick", se
         else:
             todo.append(index)
     # a resumed profile's total: what its earlier runs took (core seconds) is spent already
-    spent = sum(results[i].seconds for i in range(len(plan)) if results[i] is not None)
+    spent = sum(r.seconds for r in results if r is not None)
     deadline = time.perf_counter() + max(0.0, chosen.total_seconds - spent / jobs) if chosen.total_seconds else None
 
     def budget(running: Sequence[tuple[float, float]], left: int) -> float:

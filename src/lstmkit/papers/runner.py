@@ -120,9 +120,6 @@ def build_network(setting: Setting, inputs: int, outputs: int) -> nn.Module:
     """The setting's network: a :class:`PaperNet`, or the 1997 network (with the later papers' forget
     gates and peepholes, by ``setting.cell``) for ``"lstm1997"``."""
     if setting.model != "lstm1997":
-        if setting.construct:
-            raise ConfigError(f"sequential network construction (construct=True) is for the 1997 network "
-                              f"(model 'lstm1997'), got model {setting.model!r}; leave construct out")
         return PaperNet(setting, inputs, outputs)
     if setting.batch != 1 or setting.optimizer != "sgd" or setting.clip:
         raise ConfigError(f"the 1997 network learns online with plain gradient descent: batch 1, optimizer 'sgd' "
@@ -262,9 +259,10 @@ class PaperModule(TaskModule):
                 outputs = torch.from_numpy(learnt).to(one.targets.dtype).unsqueeze(0)
                 squared = ((outputs - one.targets) ** 2).sum(-1) * one.mask
                 self._record(outputs, squared, one)
-                self._loss_sum = self._loss_sum + 0.5 * squared.sum()
+                loss = 0.5 * squared.sum()
+                self._loss_sum = self._loss_sum + loss
                 self._loss_count += 1
-                if self.plateau is not None and self.plateau.update(float(0.5 * squared.sum())):
+                if self.plateau is not None and self.plateau.update(float(loss)):
                     self.plateau, self.network.cells_present = None, True
                     self.cells_added_at = self.sequences_seen
             if timer is not None and timer.time_remaining() <= 0:
