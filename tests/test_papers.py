@@ -14,6 +14,7 @@ from lstmkit.papers.experiments import (
     Setting,
     continual_evaluate,
     continual_evaluate_network,
+    final_max_error_below,
     gers_correct,
     max_error_below,
     reber_correct,
@@ -224,20 +225,41 @@ def test_long_lag_a_and_b(variant):
     first = x[:, 0].argmax(-1)
     assert torch.equal(y[:, -1].argmax(-1), first)  # the last symbol repeats the first
     assert set(first.tolist()) <= {9, 10}  # x or y
+    torch.testing.assert_close(y[:, :-1], x[:, 1:])  # every other target is the next input
+    assert m.sum() == 60  # every next symbol carries an error signal, in 2b as in 2a
     if variant == "a":
         assert torch.equal(x[0, 1:].argmax(-1), torch.arange(9))  # the fixed middle a_1..a_{p-1}
-        assert m.sum() == 60
     else:
-        assert torch.equal(m[:, :-1], torch.zeros(6, 9)) and torch.equal(m[:, -1], torch.ones(6))
+        middle = x[:, 1:].argmax(-1)
+        assert middle.max() <= 8  # over a_1 .. a_{p-1} only
+        assert len(set(map(tuple, middle.tolist()))) == 6  # random: six different middles
 
 
 def test_long_lag_c():
     batch = tasks.long_lag(RNG, 5, p=20, variant="c")
-    x, y = batch.inputs, batch.targets
-    assert x.shape == (5, 23, 24)
+    x, y, m = batch.inputs, batch.targets, batch.mask
+    assert x.shape[-1] == 24 and y.shape[-1] == 2
     relevant = x[:, 1].argmax(-1) - 22  # 0: x, 1: y
-    assert torch.equal(y[:, -1].argmax(-1), relevant)
-    assert torch.all(x[:, 0].argmax(-1) == 20) and torch.all(x[:, -1].argmax(-1) == 21)
+    rows = torch.arange(5)
+    last = batch.lengths - 1
+    assert torch.equal(y[rows, last].argmax(-1), relevant)
+    assert torch.all(x[:, 0].argmax(-1) == 20) and torch.all(x[rows, last].argmax(-1) == 21)  # b first, e last
+    assert torch.equal(m.sum(-1), torch.ones(5)) and torch.all(m[rows, last] == 1)  # the error at e only
+    for b in range(5):  # in between only distractors, at least q = p of them
+        assert int(last[b]) - 2 >= 20 and x[b, 2:last[b]].argmax(-1).max() < 20
+
+
+def test_long_lag_c_lengths_follow_the_papers_generator():
+    # after the q = p distractors, another with probability 9/10, else e: k extra distractors with
+    # P(k) = 0.1 * 0.9^k, mean 9 and standard deviation sqrt(0.9) / 0.1 = 9.49; with the final
+    # symbol the sequences are q + 4 long at least (the paper's minimum) and q + 13 on average (the
+    # paper's sum 4 + sum_k 0.1 * 0.9^k (q + k); it prints the result as q + 14)
+    batch = tasks.long_lag(np.random.default_rng(5), 4000, p=10, variant="c")
+    with_final = batch.lengths.double() + 1
+    assert with_final.min() == 14
+    assert abs(with_final.mean().item() - 23) < 4 * 9.49 / 4000 ** 0.5
+    extra = (with_final - 14).long()
+    assert abs((extra == 0).double().mean().item() - 0.1) < 4 * (0.09 / 4000) ** 0.5  # P(k = 0) = 0.1
 
 
 def test_two_sequence_problem():
@@ -304,6 +326,23 @@ def test_criteria_golden():
     assert stop_when(0.01, 0)(np.full(2000, 0.001), np.ones(2000, dtype=bool))
     assert not stop_when(0.01, 0)(np.full(2000, 0.001), np.r_[np.ones(1999, dtype=bool), [False]])
     assert not stop_when(0.01, 5)(np.full(2000, 0.02), np.ones(2000, dtype=bool))
+    # Exp 5's rule: fewer than 140 of the 2000 most recent wrong, whatever their mean error
+    some_wrong = np.r_[np.zeros(139, dtype=bool), np.ones(1861, dtype=bool)]
+    assert stop_when(None, 139)(np.full(2000, 0.5), some_wrong)
+    assert not stop_when(None, 139)(np.full(2000, 0.5), np.r_[[False], some_wrong[:-1]])
+
+
+def test_final_max_error_bounds_only_the_sequence_ends():
+    batch = tasks.long_lag(RNG, 5, p=10, variant="b")  # error signals at every step
+    outputs = batch.targets.clone()
+    outputs[:, :-1] = 1 - outputs[:, :-1]  # every middle prediction as wrong as can be
+    last = torch.arange(5), batch.lengths - 1
+    outputs[last] += 0.24
+    evaluation = final_max_error_below(0.25)(outputs, batch)
+    assert evaluation.success and evaluation.error == pytest.approx(0.24) and "sequence ends" in evaluation.detail
+    outputs[0, -1, 3] = 0.26  # one non-target output at one sequence's end
+    assert not final_max_error_below(0.25)(outputs, batch).success
+    assert not max_error_below(0.25)(batch.targets.clone().add_(0.3), batch).success
 
 
 def test_reber_criterion_needs_exactly_the_possible_symbols_on_top():
@@ -471,8 +510,9 @@ def test_paper_module_losses_are_the_papers_and_binary_cross_entropy_at_the_erro
     from lstmkit.papers.runner import PaperModule
     from lstmkit.train import TrainConfig
 
-    experiment = EXPERIMENTS["lag-2b"]  # error signal at the last step only
+    experiment = EXPERIMENTS["lag-2c"]  # error signal at the last step only
     batch = experiment.make(np.random.default_rng(1), 4, {"p": 10})
+    assert batch.mask.sum() == 4
     torch.manual_seed(0)
     net = PaperNet(experiment.settings["modern"], batch.inputs.shape[-1], batch.targets.shape[-1])
     logits, _ = net.logits(batch.inputs)

@@ -50,6 +50,42 @@ def test_weight_counts_are_the_papers():
     assert [v for v, n in counts.items() if n == 424] == [(True, False, False, True, True, False)]
 
 
+# the 1997 paper's Table 10: blocks, cells per block, inputs, outputs and weights of every task's network
+# (at the quick profile's level; Exp 2c at p = 100: its 2c-2 row)
+_TABLE_10 = {"reber": (3, 2, 7, 7, 276), "lag-2a": (1, 1, 101, 101, 10_504), "lag-2b": (1, 1, 101, 101, 10_504),
+             "lag-2c": (2, 1, 104, 2, 664), "noise-3a": (3, 1, 1, 1, 102), "adding": (2, 2, 2, 1, 93),
+             "multiplication": (2, 2, 2, 1, 93), "order-6a": (2, 2, 8, 4, 156), "order-6b": (3, 2, 8, 8, 308)}
+
+
+@pytest.mark.parametrize("key", sorted(_TABLE_10))
+def test_every_1997_paper_setting_is_the_network_of_the_papers_table_10(key):
+    blocks, cells, inputs, outputs, weights = _TABLE_10[key]
+    experiment = EXPERIMENTS[key]
+    batch = experiment.make(np.random.default_rng(0), 2, experiment.levels["quick"][0])
+    assert (batch.inputs.shape[-1], batch.targets.shape[-1]) == (inputs, outputs)
+    setting = experiment.settings["paper"]
+    assert (setting.hidden, setting.cells) == (blocks, cells)
+    assert build_network(setting, inputs, outputs).weight_count() == weights
+
+
+def test_the_1997_paper_settings_initial_gate_biases_and_learning_rates_are_table_10s():
+    torch.manual_seed(0)
+    # (input-gate biases, output-gate biases, learning rate, initial range); None: drawn like the weights
+    table = {"reber": (None, (-1.0, -2.0, -3.0), 0.5, 0.2),
+             "noise-3a": ((-1.0, -3.0, -5.0), (-2.0, -4.0, -6.0), 1.0, 0.1),
+             "adding": ((-3.0, -6.0), None, 0.5, 0.1), "multiplication": (None, None, 0.1, 0.1),
+             "order-6a": ((-2.0, -4.0), None, 0.5, 0.1), "order-6b": ((-2.0, -4.0, -6.0), None, 0.1, 0.1),
+             "lag-2c": (None, None, 0.01, 0.2), "lag-2a": (None, None, 1.0, 0.2), "lag-2b": (None, None, 1.0, 0.2)}
+    for key, (input_bias, output_bias, rate, spread) in table.items():
+        setting = EXPERIMENTS[key].settings["paper"]
+        assert (setting.input_bias, setting.output_gate_bias, setting.learning_rate, setting.init_range) == \
+            (input_bias, output_bias, rate, spread), key
+    # Exp 2c has no bias weights at all; Exp 5's input-gate biases start in +-0.1 like every weight
+    assert not EXPERIMENTS["lag-2c"].settings["paper"].gate_bias
+    net = build_network(EXPERIMENTS["multiplication"].settings["paper"], 2, 1)
+    assert net.weight[4:6, -1].abs().max() <= 0.1  # the two input gates' biases (after the 4 cells)
+
+
 def test_initialisation_range_and_per_block_biases():
     torch.manual_seed(0)
     net = Network1997(3, 2, 3, 2, init_range=0.2, input_gate_bias=(-1.0, -3.0, -5.0), output_gate_bias=-2.0)

@@ -181,15 +181,19 @@ def continual_reber_piece(rng: np.random.Generator, steps: int) -> Batch:
 
 
 def long_lag(rng: np.random.Generator, batch: int, p: int = 100, variant: str = "a") -> Batch:
-    """Exp 2a/2b/2c.
+    """Exp 2a/2b/2c (the 1997 paper's Section 5.2).
 
     * ``"a"``: ``(y, a_1, ..., a_{p-1}, y)`` or ``(x, a_1, ..., a_{p-1}, x)``, one-hot over p + 1
       symbols; predict every next symbol (the last one needs the first).
-    * ``"b"``: as a, but the middle is a random string over ``a_1 .. a_{p-1}``; only the last
-      prediction carries an error signal (the middle is unpredictable).
-    * ``"c"``: ``b, r, q = p random distractors, e`` then the target ``r`` (x or y) at the step of
-      ``e``; p + 4 input symbols. The paper's expected length is about q; here it is exactly
-      q + 3 steps, with the error signal at the end only.
+    * ``"b"``: as a, but the middle is a random string over ``a_1 .. a_{p-1}``; every next symbol
+      carries an error signal, as in 2a ("again, every next sequence element has to be
+      predicted"), although only the last one, x or y, is predictable.
+    * ``"c"``: ``b, r``, then q = p distractors, then more distractors until an ``e`` (after each
+      distractor another follows with probability 9/10, else the ``e``), then the target ``r``
+      (x or y) at the step of ``e``: the paper's generator, whose sequences (with the final symbol)
+      are q + 4 long at least and q + 13 on average (the paper's own sum for it,
+      ``4 + sum_k 0.1 * 0.9^k (q + k)``, is q + 13; the paper prints q + 14). p + 4 input symbols,
+      the distractors drawn from the p symbols ``a_1 .. a_p``; the error signal at the end only.
     """
     inputs, targets, masks = [], [], []
     for _ in range(batch):
@@ -200,12 +204,12 @@ def long_lag(rng: np.random.Generator, batch: int, p: int = 100, variant: str = 
             sequence = [p - 1 + first] + middle + [p - 1 + first]
             x = np.eye(symbols, dtype=np.float32)[sequence[:-1]]
             y = np.eye(symbols, dtype=np.float32)[sequence[1:]]
-            m = np.ones(len(sequence) - 1, dtype=np.float32) if variant == "a" else \
-                np.eye(1, len(sequence) - 1, len(sequence) - 2, dtype=np.float32)[0]
+            m = np.ones(len(sequence) - 1, dtype=np.float32)
         else:
             symbols = p + 4  # a_1 .. a_p, b, e, x, y
             b, e, r = p, p + 1, p + 2 + first
-            sequence = [b, r] + list(rng.integers(0, p, size=p)) + [e]
+            extra = int(rng.geometric(0.1)) - 1  # distractors after the first q: P(k) = 0.1 * 0.9^k
+            sequence = [b, r] + list(rng.integers(0, p, size=p + extra)) + [e]
             x = np.eye(symbols, dtype=np.float32)[sequence]
             y, m = _at_the_end(len(sequence), 2, first, 1.0)
         inputs.append(x)
