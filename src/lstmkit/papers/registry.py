@@ -122,7 +122,7 @@ _LAG_PAPER = _paper1997(1, 1, 1.0, 0.2, " with an input gate only + input-output
                         gate_recurrence=False, cell_recurrence=False, gate_bias=False, g="[0,1]", h="identity",
                         construct=True)
 _LAG_PAPER_NOTES = (
-    "the paper setting's network is Table 10's for Exp 2a and 2b (10,504 weights at p = 100; RTRL's 10,404 are one "
+    "The paper setting's network is Table 10's for Exp 2a and 2b (10,504 weights at p = 100; RTRL's 10,404 are one "
     "self-recurrent hidden unit and the outputs fed by it and the inputs, and LSTM replaces the unit by one cell and "
     "its input gate): the cell and its input gate see only the current input, the outputs see the cell and the "
     "input, and nothing has a bias or an output gate; the cell input is squashed by the logistic sigmoid and the "
