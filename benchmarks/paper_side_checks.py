@@ -43,6 +43,9 @@ thing at a time to find why a row fails.
     python benchmarks/paper_side_checks.py lag1997 --budget 600 --network table --g [0,1] --h identity --construct
     python benchmarks/paper_side_checks.py lag1997 --budget 600 --network table --g [0,1] --h identity --construct \
         --add-after 1000  # and 8000
+    # Exp 2c's paper network (Table 10: 2 blocks of 1 cell, no biases, lr 0.01), what its cells hold:
+    python benchmarks/paper_side_checks.py lag2c1997 --budget 120               # and --lr 0.1, --lr 1.0
+    python benchmarks/paper_side_checks.py lag2c1997 --budget 120 --no-gate-recurrence --lr 0.1
     # a modern setting with mini-batches of 8 instead of 32 (sequences to the criterion, per seed):
     python benchmarks/paper_side_checks.py batch reber --batch 8 --budget 120 --seeds 0 1 2
     python benchmarks/paper_side_checks.py batch adding --batch 8 --budget 240 --seeds 0 1
@@ -303,6 +306,60 @@ def lag1997(args: argparse.Namespace) -> None:
                 break
 
 
+def lag2c1997(args: argparse.Namespace) -> None:
+    """Exp 2c (p = q = 100) with the paper setting's network (Table 10's 664 weights: 2 blocks of 1
+    cell, every cell and gate fed by the inputs and by the previous activations of both cells and all
+    four gates, no biases), learning online at ``--lr`` (the paper: 0.01). Every 10 s: the end error
+    on 500 test sequences, and for one x- and one y-sequence each cell's state and output-gate
+    activation at the last step (where the error signal is) and the output weights.
+    ``--no-gate-recurrence`` feeds back only the cells' outputs (640 weights: not the paper's)."""
+    import dataclasses
+
+    from lstmkit.papers.runner import build_network
+
+    experiment, level = EXPERIMENTS["lag-2c"], {"p": 100}
+    setting = dataclasses.replace(experiment.settings["paper"], learning_rate=args.lr,
+                                  gate_recurrence=not args.no_gate_recurrence)
+    torch.manual_seed(args.seed)
+    net = build_network(setting, 104, 2)
+    print(f"{net.weight_count()} weights, lr {args.lr:g}, seed {args.seed}", flush=True)
+    test = experiment.make(np.random.default_rng(99), 500, level)
+    ends = test.lengths - 1
+    rows = torch.arange(len(ends))
+    second = test.inputs[:, 1].argmax(-1)  # 102: x, 103: y
+    pair = [int((second == 102).nonzero()[0]), int((second == 103).nonzero()[0])]
+    nc, nb = net.n_cells, net.blocks
+
+    def show(seen: int, elapsed: float) -> float:
+        with torch.no_grad():
+            error = (net(test.inputs)[rows, ends] - test.targets[rows, ends]).abs()
+            held = []
+            for k in pair:
+                _, (y, state) = net.logits(test.inputs[k:k + 1, :int(test.lengths[k])])
+                held.append((state[0].tolist(), y[0, nc + nb:nc + 2 * nb].tolist()))
+        (s_x, out_x), (s_y, out_y) = held
+        weights = np.array2string(net.out_weight.detach()[:, :nc].numpy().ravel(), precision=2, separator=",")
+        print(f"{elapsed:4.0f}s seen {seen:6d}: end error mean {float(error.mean()):.3f} max {float(error.max()):.3f}; "
+              f"states at the end of the x-/y-sequence {', '.join(f'{a:.2f}/{b:.2f}' for a, b in zip(s_x, s_y))}; "
+              f"output gates there {', '.join(f'{a:.2f}/{b:.2f}' for a, b in zip(out_x, out_y))}; output weights "
+              f"{weights}", flush=True)
+        return float(error.max())
+
+    show(0, 0.0)
+    rng = np.random.default_rng(args.seed)
+    start, seen, report = time.time(), 0, 10.0
+    while time.time() - start < args.budget:
+        batch = experiment.make(rng, 1, level)
+        n = int(batch.lengths[0])
+        net.learn(batch.inputs[0, :n].numpy(), batch.targets[0, :n].numpy(), batch.mask[0, :n].numpy(), args.lr)
+        seen += 1
+        if time.time() - start > report:
+            report += 10
+            if show(seen, time.time() - start) < 0.2:
+                print("every end error of the 500 test sequences below 0.2 after", seen, flush=True)
+                break
+
+
 def cerg2000(args: argparse.Namespace) -> None:
     """The continual embedded Reber grammar's paper network (forget gates): the paper setting's
     (``--network paper``: the connectivity of the paper's 424 weights), or on the 1997 network's
@@ -412,6 +469,10 @@ def main(argv: list[str] | None = None) -> None:
                      help="feed back only the cell's output, not the gates' activations")
     six.add_argument("--g", choices=G_FUNCTIONS, default="[-2,2]", help="the cell input's squashing, by its range")
     six.add_argument("--h", choices=H_FUNCTIONS, default="[-1,1]", help="the cell output's squashing")
+    eight = _online(commands.add_parser("lag2c1997", help="Exp 2c with the paper's network"), lag2c1997, 0.01,
+                    120.0)
+    eight.add_argument("--no-gate-recurrence", action="store_true",
+                       help="feed back only the cells' outputs, not the gates' activations (not the paper's network)")
     seven = commands.add_parser("batch", help="a modern setting with another mini-batch size")
     seven.add_argument("experiment", choices=sorted(EXPERIMENTS))
     seven.add_argument("--batch", type=int, default=8)

@@ -41,6 +41,13 @@ def test_weight_counts_are_the_papers():
     assert lag.weight_count() == 10_504 == 101 * (1 + 101) + 2 * 101
     assert 101 * (101 + 1) + (101 + 1) == 10_404
     assert (lag.g, lag.h) == ("[0,1]", "identity")  # the squashing the paper names for Exp 2a
+    # Gers et al. 2002 (by a published summary): 17 weights for 1 block of 1 cell with peepholes, the
+    # cell and gates fed by the input, the cell's output and a bias, the output unit by the cell and a bias
+    for key in ("timing-gts", "timing-msd"):
+        timing = EXPERIMENTS[key].settings
+        assert build_network(timing["paper"], 1, 1).weight_count() == 17 == 4 * 3 + 3 + 2
+        assert build_network(timing["no-peephole"], 1, 1).weight_count() == 14
+    assert build_network(EXPERIMENTS["timing-gts"].settings["no-forget"], 1, 1).weight_count() == 11
     # and no other combination of the network's switches gives 424
     import itertools
 
@@ -143,9 +150,11 @@ _CELLS = [{}, {"cell_bias": True, "output_bias": True, "shortcut": True},
           {"output_gate": False, "forget_gate": True, "peepholes": True, "gate_recurrence": False},
           {"output_gate": False, "gate_recurrence": False, "cell_recurrence": False, "gate_bias": False,
            "shortcut": True, "g": "[0,1]", "h": "identity"},
-          {"g": "[0,1]", "h": "identity", "forget_gate": True, "peepholes": True, "output_bias": True}]
+          {"g": "[0,1]", "h": "identity", "forget_gate": True, "peepholes": True, "output_bias": True},
+          {"g": "identity", "h": "identity", "forget_gate": True, "peepholes": True, "gate_recurrence": False,
+           "cell_bias": True, "output_bias": True}]
 _IDS = ["1997", "biases", "forget", "peephole-no-forget", "peephole", "gers2000", "exp2a-1997-squashing",
-        "no-output-gate", "exp2a", "logistic-identity"]
+        "no-output-gate", "exp2a", "logistic-identity", "gers2002"]
 
 
 @pytest.mark.parametrize("extras", _CELLS, ids=_IDS)
@@ -412,6 +421,84 @@ def test_forward_follows_the_forget_gate_and_peephole_equations():
     with torch.no_grad():
         learnt = net.learn(np.array(xs).reshape(3, 1), np.zeros((3, 1)), np.ones(3), learning_rate=0.0)
     np.testing.assert_allclose(learnt.ravel(), expected, rtol=0, atol=1e-12)
+
+
+def test_forward_with_the_2002_papers_identity_squashing():
+    """g and h the identity: the cell adds the gated net input itself, and its output is the output
+    gate times the state."""
+    net = Network1997(1, 1, 1, 1, cell_bias=True, output_bias=True, forget_gate=True, gate_recurrence=False,
+                      g="identity", h="identity")
+    # rows: cell, input gate, output gate, forget gate; columns: input, y_c, (gates: absent), bias
+    w = [[0.5, 0.3, 0, 0, 0, 0.05], [1.0, -0.4, 0, 0, 0, 0.0], [-0.7, 0.6, 0, 0, 0, 2.0], [0.3, 0.2, 0, 0, 0, -2.0]]
+    with torch.no_grad():
+        net.weight.copy_(torch.tensor(w, dtype=torch.float64))
+        net.out_weight.copy_(torch.tensor([[1.5, 0.0]], dtype=torch.float64))
+        net.out_bias.fill_(-0.3)
+    xs = [1.0, 0.0, -0.5]
+    y_c, s, expected = 0.0, 0.0, []
+    for x in xs:
+        net_c, net_in, net_out, net_phi = (row[0] * x + row[1] * y_c + row[-1] for row in w)
+        s = _sig(net_phi) * s + _sig(net_in) * net_c
+        y_c = _sig(net_out) * s
+        expected.append(_sig(1.5 * y_c - 0.3))
+    out = net(torch.tensor(xs, dtype=torch.float64).view(1, 3, 1))
+    torch.testing.assert_close(out.view(-1), torch.tensor(expected, dtype=torch.float64), rtol=0, atol=1e-12)
+    learnt = net.learn(np.array(xs).reshape(3, 1), np.zeros((3, 1)), np.ones(3), learning_rate=0.0)
+    np.testing.assert_allclose(learnt.ravel(), expected, rtol=0, atol=1e-12)
+
+
+def _truncated_gradient(net: Network1997, x: np.ndarray, target: np.ndarray) -> dict[str, torch.Tensor]:
+    """Autograd's truncated gradient of half the squared error at the sequence's last step."""
+    net.zero_grad(set_to_none=True)
+    logits, _ = net.logits(torch.from_numpy(x).unsqueeze(0), truncated=True)
+    (0.5 * ((torch.sigmoid(logits[0, -1]) - torch.from_numpy(target[-1])) ** 2).sum()).backward()
+    grads = {name: (p.grad.clone() if p.grad is not None else torch.zeros_like(p)) for name, p in
+             net.named_parameters()}
+    net.zero_grad(set_to_none=True)
+    return grads
+
+
+def test_momentum_adds_the_previous_weight_change():
+    """With momentum m, the change after the second sequence is -lr times its truncated gradient plus
+    m times the first change; the previous changes are kept with the network's state."""
+    extras = {"forget_gate": True, "peepholes": True, "cell_bias": True, "output_bias": True}
+    net, plain = _net(momentum=0.9, **extras), _net(**extras)
+    assert not any(name.startswith("velocity") for name in plain.state_dict())
+    (x1, t1), (x2, t2) = _sequence(seed=1), _sequence(seed=2)
+    mask = np.zeros(len(x1))
+    mask[-1] = 1.0
+    start = {name: p.detach().clone() for name, p in net.named_parameters()}
+    grad1 = _truncated_gradient(net, x1, t1)
+    net.learn(x1, t1, mask, learning_rate=0.25)
+    first = {name: p.detach() - start[name] for name, p in net.named_parameters()}
+    for name in first:  # the first change has no previous one
+        torch.testing.assert_close(first[name], -0.25 * grad1[name], rtol=1e-9, atol=1e-12, msg=name)
+        torch.testing.assert_close(net.state_dict()[f"velocity_{name}"], first[name], rtol=1e-12, atol=1e-15)
+    middle = {name: p.detach().clone() for name, p in net.named_parameters()}
+    grad2 = _truncated_gradient(net, x2, t2)
+    net.learn(x2, t2, mask, learning_rate=0.25)
+    for name, p in net.named_parameters():
+        torch.testing.assert_close(p.detach() - middle[name], -0.25 * grad2[name] + 0.9 * first[name], rtol=1e-9,
+                                   atol=1e-12, msg=name)
+    assert float((net.weight.detach() - middle["weight"] + 0.25 * grad2["weight"]).abs().max()) > 1e-4  # not 0
+    with pytest.raises(ConfigError, match=r"momentum must be in \[0, 1\)"):
+        Network1997(1, 1, 1, momentum=1.0)
+    with pytest.raises(ConfigError, match="only the 1997 network"):
+        build_network(dataclasses.replace(EXPERIMENTS["timing-gts"].settings["modern"], momentum=0.9), 1, 1)
+
+
+def test_the_2002_paper_settings_are_the_published_summarys():
+    for key, momentum in (("timing-gts", 0.999), ("timing-msd", 0.99)):
+        for name in ("paper", "no-peephole", "no-forget") if key == "timing-gts" else ("paper", "no-peephole"):
+            setting = EXPERIMENTS[key].settings[name]
+            assert (setting.learning_rate, setting.momentum, setting.init_range) == (1e-5, momentum, 0.1)
+            assert (setting.g, setting.h, setting.gate_recurrence, setting.shortcut) == ("identity", "identity",
+                                                                                       False, False)
+            net = build_network(setting, 1, 1)
+            biases = net.weight.detach()[:, -1].tolist()
+            assert biases[1:3] == [0.0, 2.0]  # input gate 0, output gate +2 (after the cell)
+            assert biases[3:] == ([-2.0] if name != "no-forget" else [])  # forget gate -2
+            assert net.momentum == momentum and "momentum" in setting.description
 
 
 def test_forget_gates_and_peepholes_add_their_weights():
@@ -684,7 +771,8 @@ def test_each_1997_sequence_is_an_optimiser_step_so_checkpoints_are_written(tmp_
 
 
 def test_paper_settings_learn_with_plain_gradient_descent(monkeypatch):
-    """The papers' online SGD has no momentum (TrainConfig's SGD default has 0.9)."""
+    """The engine's optimiser adds no momentum to the online learner (TrainConfig's SGD default has
+    0.9): the 2002 paper's momentum is the network's own (Network1997.momentum)."""
     import lstmkit.papers.runner as runner
 
     seen = []

@@ -70,13 +70,16 @@ class Setting:
         cell_recurrence: ``"lstm1997"`` only: whether the cells' outputs are fed back.
         gate_bias: ``"lstm1997"`` only: whether the gates have biases.
         output_gate: ``"lstm1997"`` only: whether the blocks have output gates.
-        g: ``"lstm1997"`` only: the cell input's squashing function, ``"[-2,2]"`` or ``"[0,1]"``.
+        g: ``"lstm1997"`` only: the cell input's squashing function, ``"[-2,2]"``, ``"[0,1]"`` or
+            ``"identity"``.
         h: ``"lstm1997"`` only: the cell output's squashing function, ``"[-1,1]"`` or
             ``"identity"``.
         construct: ``"lstm1997"`` only: sequential network construction (the 1997 paper's remedy
             for the abuse problem, used in its Exp 2a): the memory cells start held out of the
             network and are added once the training error has stopped decreasing
             (:class:`lstmkit.papers.runner.Plateau`).
+        momentum: ``"lstm1997"`` only: the momentum of the online weight changes (Gers et al.
+            2002); 0 is the 1997 and 2000 papers' plain gradient descent.
         label: the row label in the report.
         shortcut: direct input-to-output connections beside the recurrent layer (the 1997
             networks have them; a 1-cell network cannot predict 100 different symbols without).
@@ -109,6 +112,7 @@ class Setting:
     g: str = "[-2,2]"
     h: str = "[-1,1]"
     construct: bool = False
+    momentum: float = 0.0
 
     @property
     def description(self) -> str:

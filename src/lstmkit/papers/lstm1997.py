@@ -7,7 +7,7 @@ The 1997 network is not a layer of modern LSTM cells:
   previous step's activations of *all* cells and gates (not only the cells' outputs);
 * squashing functions ``g(x) = 4 sigmoid(x) - 2`` (range [-2, 2]) for the cell input and
   ``h(x) = 2 sigmoid(x) - 1`` (range [-1, 1]) for the cell output (Exp 2a: ``g`` the logistic
-  sigmoid, range [0, 1], and ``h`` the identity); no forget gate:
+  sigmoid, range [0, 1], and ``h`` the identity; Gers et al. 2002: both the identity); no forget gate:
   ``s_c(t) = s_c(t - 1) + y_in(t) g(net_c(t))``, ``y_c(t) = y_out(t) h(s_c(t))``;
 * sigmoid output units fed by the cells (and, in Exp 2a, directly by the inputs);
 * the paper's **truncated gradient**: errors reaching the net inputs of cells and gates are not
@@ -31,6 +31,9 @@ later papers:
   block's cells, the input and forget gates ``s_c(t - 1)``, the output gate ``s_c(t)`` (so the
   output gate is computed after the state). The states enter the gates' net inputs as one more
   source, and the truncation treats them like the other sources.
+* ``momentum`` (Gers et al. 2002 train with it): every weight change adds ``momentum`` times the
+  weight's previous change, ``dw = lr * step + momentum * dw_previous``, carried from one change
+  to the next across sequences in the network's ``velocity_*`` buffers.
 
 :func:`Network1997.learn` is written in numpy on views of the parameters' storage: at batch 1
 every step is a handful of operations on vectors of a dozen entries, where torch's per-call
@@ -53,7 +56,7 @@ from lstmkit.errors import ConfigError
 __all__ = ["G_FUNCTIONS", "H_FUNCTIONS", "Network1997", "OnlineState"]
 
 # the squashing functions of the cell input (g) and output (h) the paper uses, by their ranges
-G_FUNCTIONS = ("[-2,2]", "[0,1]")
+G_FUNCTIONS = ("[-2,2]", "[0,1]", "identity")
 H_FUNCTIONS = ("[-1,1]", "identity")
 
 
@@ -128,9 +131,12 @@ class Network1997(nn.Module):
         output_gate: whether the blocks have output gates; without them a cell's output is
             ``h(s_c)`` (the gate held at 1, its weights absent).
         g: the cell input's squashing function: ``"[-2,2]"`` (``4 sigmoid(x) - 2``, the paper's
-            usual one) or ``"[0,1]"`` (the logistic sigmoid, the paper's Exp 2a).
+            usual one), ``"[0,1]"`` (the logistic sigmoid, the paper's Exp 2a) or ``"identity"``
+            (Gers et al. 2002).
         h: the cell output's squashing function: ``"[-1,1]"`` (``2 sigmoid(x) - 1``) or
             ``"identity"`` (the paper's Exp 2a).
+        momentum: the momentum of :meth:`learn`'s weight changes, in ``[0, 1)`` (0: plain gradient
+            descent, as in the 1997 and 2000 papers).
 
     Attributes:
         weight: ``(U, I + U + 1)`` net-input weights of the hidden units (cells, then input gates,
@@ -156,13 +162,15 @@ class Network1997(nn.Module):
                  output_bias: bool = False, shortcut: bool = False, forget_gate: bool = False,
                  forget_gate_bias: float | Sequence[float] | None = None, peepholes: bool = False,
                  gate_recurrence: bool = True, cell_recurrence: bool = True, gate_bias: bool = True,
-                 output_gate: bool = True, g: str = "[-2,2]", h: str = "[-1,1]") -> None:
+                 output_gate: bool = True, g: str = "[-2,2]", h: str = "[-1,1]", momentum: float = 0.0) -> None:
         super().__init__()
         for name, value in (("inputs", inputs), ("outputs", outputs), ("blocks", blocks), ("cells", cells)):
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         if not init_range > 0:
             raise ConfigError(f"init_range must be > 0, got {init_range!r}")
+        if not 0.0 <= momentum < 1.0:
+            raise ConfigError(f"momentum must be in [0, 1), got {momentum!r}; 0 is plain gradient descent")
         if forget_gate_bias is not None and not forget_gate:
             raise ConfigError(f"a forget-gate bias ({forget_gate_bias!r}) is set but the network has no forget gates; "
                               "give it forget gates (forget_gate=True; in a paper Setting, cell 'forget' or "
@@ -226,6 +234,11 @@ class Network1997(nn.Module):
                 if biases is not None:
                     self.weight[offset:offset + blocks, -1] = torch.tensor(biases, dtype=torch.float64)
         self.register_buffer("_block_of_cell", torch.arange(blocks).repeat_interleave(cells), persistent=False)
+        self.momentum = float(momentum)
+        if self.momentum:  # the previous weight change of every parameter, saved with the network
+            for name, parameter in (("weight", self.weight), ("out_weight", self.out_weight),
+                                    ("out_bias", self.out_bias), ("peephole", self.peephole)):
+                self.register_buffer(f"velocity_{name}", torch.zeros_like(parameter.detach()))
         self.weight.register_hook(lambda grad: grad * self._live)
         self.out_weight.register_hook(lambda grad: grad * self._live_out)
         self.out_bias.register_hook(lambda grad: grad * self._live_bias)
@@ -272,7 +285,10 @@ class Network1997(nn.Module):
         present = 1.0 if self.cells_present else 0.0
         for t in range(steps):
             net = from_inputs[:, t] + (y.detach() if truncated else y) @ w_rec.t()
-            g = torch.sigmoid(net[:, :nc]) if self.g == "[0,1]" else 4 * torch.sigmoid(net[:, :nc]) - 2
+            if self.g == "identity":
+                g = net[:, :nc]
+            else:
+                g = torch.sigmoid(net[:, :nc]) if self.g == "[0,1]" else 4 * torch.sigmoid(net[:, :nc]) - 2
             seen = s.detach() if truncated else s  # the state as the gates see it
             net_in, net_out, net_forget = net[:, nc:nc + nb], net[:, nc + nb:nc + 2 * nb], net[:, nc + 2 * nb:]
             if self.peepholes:
@@ -303,7 +319,8 @@ class Network1997(nn.Module):
               state: OnlineState | None = None, stop_error: float | None = None) -> np.ndarray:
         """Present one sequence and change the weights after every step that carries an error
         signal (gradient descent on half the summed squared error of the sigmoid outputs, with the
-        paper's truncated gradient).
+        paper's truncated gradient; with the network's ``momentum``, each change also adds that
+        times the weight's previous change).
 
         Args:
             x: inputs ``(T, I)``.
@@ -330,13 +347,28 @@ class Network1997(nn.Module):
                               "OnlineState(network)")
         nc, nb, cells = self.n_cells, self.blocks, self.cells
         forget, peepholes = self.forget_gate, self.peepholes
-        scaled_g, identity_h = self.g == "[-2,2]", self.h == "identity"
+        scaled_g, identity_g, identity_h = self.g == "[-2,2]", self.g == "identity", self.h == "identity"
         present = 1.0 if self.cells_present else 0.0  # 0: the cells held out (their outputs read as 0)
         with torch.no_grad():
             weight = self.weight.detach().numpy()  # views: updates change the parameters in place
             out_weight = self.out_weight.detach().numpy()
             out_bias = self.out_bias.detach().numpy()
             peephole = self.peephole.detach().numpy()
+            momentum = self.momentum
+            velocity = {name: getattr(self, f"velocity_{name}").numpy() for name in
+                        ("weight", "out_weight", "out_bias", "peephole")} if momentum else {}
+
+        def change(name: str, parameter: np.ndarray, step: np.ndarray) -> None:
+            """One weight change, in place: the learning rate times the step, plus (with momentum)
+            the momentum times the previous change."""
+            if momentum:
+                previous = velocity[name]
+                previous *= momentum
+                previous += learning_rate * step
+                parameter += previous
+            else:
+                parameter += learning_rate * step
+
         x, targets, mask = (np.asarray(a, dtype=np.float64) for a in (x, targets, mask))
         block = self._block_of_cell.cpu().numpy()
         live, live_out, live_bias, live_peep = (m.cpu().numpy() for m in (self._live, self._live_out, self._live_bias,
@@ -354,10 +386,13 @@ class Network1997(nn.Module):
         for t in range(len(x)):
             source = np.concatenate([x[t], y, (1.0,)])
             net = weight @ source
-            squashed = _sigmoid(net[:nc])
-            g, g_prime = squashed, squashed * (1 - squashed)
-            if scaled_g:
-                g, g_prime = 4 * g - 2, 4 * g_prime
+            if identity_g:
+                g, g_prime = net[:nc], np.ones(nc)
+            else:
+                squashed = _sigmoid(net[:nc])
+                g, g_prime = squashed, squashed * (1 - squashed)
+                if scaled_g:
+                    g, g_prime = 4 * g - 2, 4 * g_prime
             s_prev = s
             net_in, net_out = net[nc:nc + nb], net[nc + nb:nc + 2 * nb]
             if peepholes:
@@ -412,14 +447,14 @@ class Network1997(nn.Module):
                 step[nc + nb:nc + 2 * nb] = np.outer(out_gate_error, source)
                 if forget:
                     step[nc + 2 * nb:] = np.add.reduceat(state_error[:, None] * trace_forget, starts, axis=0)
-                weight += learning_rate * (step * live)
-                out_weight += learning_rate * (np.outer(delta, features) * live_out)
-                out_bias += learning_rate * (delta * live_bias)
+                change("weight", weight, step * live)
+                change("out_weight", out_weight, np.outer(delta, features) * live_out)
+                change("out_bias", out_bias, delta * live_bias)
                 if peepholes:
                     per_block = state_error.reshape(nb, cells, 1)
                     peep_step = np.stack([(per_block * trace_peep[0]).sum(1).reshape(nc), out_gate_error[block] * s,
                                           (per_block * trace_peep[1]).sum(1).reshape(nc)])
-                    peephole += learning_rate * (peep_step * live_peep)
+                    change("peephole", peephole, peep_step * live_peep)
             y = np.concatenate([y_c, gates])
             if stop_error is not None and mask[t] and np.abs(targets[t] - out).max() >= stop_error:
                 presented = t + 1

@@ -120,6 +120,9 @@ def build_network(setting: Setting, inputs: int, outputs: int) -> nn.Module:
     """The setting's network: a :class:`PaperNet`, or the 1997 network (with the later papers' forget
     gates and peepholes, by ``setting.cell``) for ``"lstm1997"``."""
     if setting.model != "lstm1997":
+        if setting.momentum:
+            raise ConfigError(f"momentum {setting.momentum:g} is set for a {setting.model!r} network; only the "
+                              "1997 network's online learner takes it (the optimiser's settings train the others)")
         return PaperNet(setting, inputs, outputs)
     if setting.batch != 1 or setting.optimizer != "sgd" or setting.clip:
         raise ConfigError(f"the 1997 network learns online with plain gradient descent: batch 1, optimizer 'sgd' "
@@ -134,7 +137,7 @@ def build_network(setting: Setting, inputs: int, outputs: int) -> nn.Module:
                        forget_gate=setting.cell in ("forget", "peephole"), forget_gate_bias=setting.forget_bias,
                        peepholes=setting.cell == "peephole", gate_recurrence=setting.gate_recurrence,
                        cell_recurrence=setting.cell_recurrence, gate_bias=setting.gate_bias,
-                       output_gate=setting.output_gate, g=setting.g, h=setting.h)
+                       output_gate=setting.output_gate, g=setting.g, h=setting.h, momentum=setting.momentum)
 
 
 @dataclass
