@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import re
 
 import numpy as np
 import pytest
@@ -363,6 +364,13 @@ def test_smoke_run_and_report():
     assert "of 512 strings" in result.evaluation  # judged on the training set and 256 unseen strings
     text = markdown([result], "smoke")
     assert "1997 Exp 1" in text and "not reached" in text and "39,740" in text
+    # a "|" inside a cell is escaped, so that every row has the header's 8 cells
+    from lstmkit.papers import RunResult
+
+    lagged = RunResult("lag-2c", {"p": 100}, "paper", 0, False, 10, 1.0, "max |error| 0.5 (criterion < 0.2)")
+    table = [line for line in markdown([result, lagged], "smoke").splitlines() if line.startswith("|")]
+    assert len(table) == 4 and "max \\|error\\| 0.5" in table[-1]
+    assert {len(re.split(r"(?<!\\)\|", line)) for line in table} == {10}  # 8 cells between 9 bars
     with pytest.raises(ConfigError, match="unknown experiment"):
         run_profile(["nope"], "smoke")
     with pytest.raises(ConfigError, match="unknown profile"):

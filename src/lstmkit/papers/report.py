@@ -212,10 +212,11 @@ def markdown(results: Sequence[RunResult], profile: str) -> str:
             f"not reached ({max(r.sequences for r in group):,} seen)"
         # the level as the row's training reads it (the online learners' rows leave out train_steps)
         level_name = _level_name(experiment.level_shown(group[0].level, experiment.settings[setting]))
-        lines.append(f"| {experiment.title} | {level_name or '-'} | {experiment.settings[setting].description} | "
-                     f"{len(won)}/{len(group)} | {median} | {statistics.median(r.budget for r in group):.0f} s | "
-                     f"{group[-1].evaluation} | "
-                     f"{_paper_figure(key, group[0].level)} |")
+        cells = [experiment.title, level_name or "-", experiment.settings[setting].description,
+                 f"{len(won)}/{len(group)}", median, f"{statistics.median(r.budget for r in group):.0f} s",
+                 group[-1].evaluation, _paper_figure(key, group[0].level)]
+        # a "|" inside a cell (as in "|error|") would end the cell: escaped, Markdown shows it as text
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
     notes = {r.experiment: EXPERIMENTS[r.experiment].notes for r in results if EXPERIMENTS[r.experiment].notes}
     if notes:
         lines += ["", "Notes:"] + [f"- {EXPERIMENTS[k].title}: {v}." for k, v in notes.items()]
