@@ -343,11 +343,6 @@ def lag2c1997(args: argparse.Namespace) -> None:
               f"states at the end of the x-/y-sequence {', '.join(f'{a:.2f}/{b:.2f}' for a, b in zip(s_x, s_y))}; "
               f"output gates there {', '.join(f'{a:.2f}/{b:.2f}' for a, b in zip(out_x, out_y))}; output weights "
               f"{weights}", flush=True)
-        wrong = error.amax(-1) >= 0.2
-        if 0 < int(wrong.sum()) < len(wrong) // 4:  # which sequences the network still gets wrong
-            print(f"      {int(wrong.sum())} wrong, {test.lengths[wrong].float().mean():.0f} steps long on average "
-                  f"(all: {test.lengths.float().mean():.0f}), the longest {int(test.lengths[wrong].max())} (all: "
-                  f"{int(test.lengths.max())})", flush=True)
         return float(error.max())
 
     show(0, 0.0)
