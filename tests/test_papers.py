@@ -324,13 +324,29 @@ def test_criteria_golden():
     assert not max_error_below(0.25)(perfect + 0.3 * batch.mask.unsqueeze(-1), batch).success
     assert max_error_below(0.49)(perfect + 0.48 * batch.mask.unsqueeze(-1), batch).success
     assert not max_error_below(0.49)(perfect + 0.5 * batch.mask.unsqueeze(-1), batch).success
-    assert stop_when(0.01, 0)(np.full(2000, 0.001), np.ones(2000, dtype=bool))
-    assert not stop_when(0.01, 0)(np.full(2000, 0.001), np.r_[np.ones(1999, dtype=bool), [False]])
-    assert not stop_when(0.01, 5)(np.full(2000, 0.02), np.ones(2000, dtype=bool))
+    # ST3(0.01): the recent sequences' mean error below 0.01 and none of them wrong
+    assert stop_when(0.01, 0)(0.001, 0)
+    assert not stop_when(0.01, 0)(0.001, 1)
+    assert not stop_when(0.01, 5)(0.02, 0)
+    assert not stop_when(0.01, 0)(0.01, 0)  # "below"
     # Exp 5's rule: fewer than 140 of the 2000 most recent wrong, whatever their mean error
-    some_wrong = np.r_[np.zeros(139, dtype=bool), np.ones(1861, dtype=bool)]
-    assert stop_when(None, 139)(np.full(2000, 0.5), some_wrong)
-    assert not stop_when(None, 139)(np.full(2000, 0.5), np.r_[[False], some_wrong[:-1]])
+    assert stop_when(None, 139)(0.5, 139)
+    assert not stop_when(None, 139)(0.5, 140)
+
+
+def test_the_recent_window_keeps_the_mean_error_and_the_wrong_count_of_the_last_sequences():
+    from lstmkit.papers.runner import RecentWindow
+
+    rng = np.random.default_rng(0)
+    errors = rng.exponential(0.05, 1000)
+    correct = rng.random(1000) < 0.9
+    window = RecentWindow(64)
+    for i, (error, ok) in enumerate(zip(errors, correct)):
+        window.push(float(error), bool(ok))
+        start = max(0, i + 1 - 64)
+        assert window.full == (i + 1 >= 64)
+        assert window.mean == pytest.approx(errors[start:i + 1].mean(), rel=1e-12)
+        assert window.wrong == int((~correct[start:i + 1]).sum())
 
 
 def test_final_max_error_bounds_only_the_sequence_ends():

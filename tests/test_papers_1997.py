@@ -782,6 +782,47 @@ def test_paper_settings_learn_with_plain_gradient_descent(monkeypatch):
     assert seen and seen[0].optimizer == "sgd" and seen[0].momentum == 0.0
 
 
+def _always_met(monkeypatch, window: int, passes_from: int = 1) -> tuple[object, list]:
+    """Exp 6a with a training-stream rule that holds as soon as the window of ``window`` sequences
+    is full, and a test criterion met from its ``passes_from``-th evaluation on; the list records
+    the sequences seen at each evaluation."""
+    import lstmkit.papers.runner as runner
+    from lstmkit.papers.experiments import Evaluation, stop_when
+
+    monkeypatch.setattr(runner, "RECENT", window)
+    evaluated: list[int] = []
+    modules: list[PaperModule] = []
+    original = runner.fit
+    monkeypatch.setattr(runner, "fit", lambda module, *a, **k: modules.append(module) or original(module, *a, **k))
+
+    def evaluate(outputs, batch):
+        evaluated.append(modules[0].sequences_seen)
+        passed = len(evaluated) >= passes_from
+        return Evaluation(passed, 0.0 if passed else 1.0, "passed" if passed else "failed")
+
+    experiment = dataclasses.replace(EXPERIMENTS["order-6a"], train_rule=stop_when(None, window), evaluate=evaluate)
+    return experiment, evaluated
+
+
+@pytest.mark.parametrize("setting, window, expected", [("paper", 5, 5), ("modern", 40, 64)])
+def test_the_training_stream_rule_stops_a_run_at_the_update_it_first_holds(monkeypatch, setting, window, expected):
+    """The papers stop "once" the rule holds: after the update that makes it hold (the 5th sequence
+    online, the 2nd mini-batch of 32), not at the next regular test point (every 100 sequences)."""
+    experiment, evaluated = _always_met(monkeypatch, window)
+    result = run(experiment, {}, setting, seed=0, max_sequences=400, max_seconds=60, eval_every=100)
+    assert result.success and result.sequences == expected and evaluated[0] == expected
+    assert result.curve == [(expected, 0.0)]
+
+
+def test_a_rule_that_holds_with_the_test_failing_trains_on_without_testing_after_every_update(monkeypatch):
+    """The test set is evaluated when the rule starts to hold, not after every update while it holds:
+    a failed test there leaves the run to the regular test points (here: every 20 sequences)."""
+    experiment, evaluated = _always_met(monkeypatch, 5, passes_from=2)
+    result = run(experiment, {}, "paper", seed=0, max_sequences=100, max_seconds=60, eval_every=20)
+    assert evaluated == [5, 20]
+    assert result.success and result.sequences == 20
+
+
 def test_a_paper_run_of_the_1997_network_counts_its_sequences_and_learns():
     """A short run on the shared engine: sequences are counted one by one and the weights move."""
     result = run(EXPERIMENTS["noise-3a"], {"T": 20, "N": 3}, "paper", seed=0, max_sequences=60, max_seconds=30,

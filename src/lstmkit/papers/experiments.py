@@ -177,8 +177,9 @@ class Experiment:
         levels: the paper's difficulty settings by profile (``quick``: T = 100 or the smallest).
         paper: the paper's figures, as text, per level.
         settings: ``"paper"`` and ``"modern"`` settings.
-        train_rule: for experiments the paper stops on the training stream: the window of recent
-            training sequences and a function ``rule(errors, correct) -> bool``.
+        train_rule: for experiments the paper stops on the training stream: a function
+            ``rule(mean_error, wrong) -> bool`` of the window of the most recent training sequences
+            (their mean error, and how many were wrong); see :func:`stop_when`.
         notes: differences from the paper's setup.
         evaluate_network: where the test set is one long stream, ``evaluate_network(network, test)``
             runs the network over it piece by piece (carrying its state) and may stop at the first
@@ -202,7 +203,7 @@ class Experiment:
     paper: dict[str, str]
     settings: dict[str, Setting]
     correct: Callable[[Tensor, Batch], Tensor] | None = None
-    train_rule: Callable[[np.ndarray, np.ndarray], bool] | None = None
+    train_rule: Callable[[float, int], bool] | None = None
     notes: str = ""
     evaluate_network: Callable[[nn.Module, Batch], Evaluation] | None = None
     test_make: Callable[[np.random.Generator, dict], Batch] | None = None
@@ -409,12 +410,13 @@ def wrong_count(threshold: float, allowed: int = 0) -> Callable[[Tensor, Batch],
     return evaluate
 
 
-def stop_when(max_mse: float | None, max_wrong: int) -> Callable[[np.ndarray, np.ndarray], bool]:
-    """The papers' training-stream rule: mean squared error of the recent sequences below
-    ``max_mse`` (``None``: no condition on it) and at most ``max_wrong`` of them wrong."""
+def stop_when(max_mse: float | None, max_wrong: int) -> Callable[[float, int], bool]:
+    """The papers' training-stream rule, ``rule(mean_error, wrong) -> bool`` on the window of the
+    most recent training sequences: their mean squared error below ``max_mse`` (``None``: no
+    condition on it) and at most ``max_wrong`` of them wrong. The runner checks it after every
+    update, as the papers stop "once" it holds."""
 
-    def rule(errors: np.ndarray, correct: np.ndarray) -> bool:
-        low_enough = max_mse is None or float(np.mean(errors)) < max_mse
-        return low_enough and int((~correct).sum()) <= max_wrong
+    def rule(mean_error: float, wrong: int) -> bool:
+        return (max_mse is None or mean_error < max_mse) and wrong <= max_wrong
 
     return rule

@@ -116,6 +116,37 @@ class Plateau:
         return self.stale >= self.patience
 
 
+class RecentWindow:
+    """The most recent ``size`` training sequences, for the papers' training-stream rule: their mean
+    error and how many were wrong, kept up to date as each sequence arrives (the rule is checked
+    after every update, so it must not cost a pass over the window)."""
+
+    def __init__(self, size: int = RECENT) -> None:
+        self.errors: collections.deque[float] = collections.deque(maxlen=size)
+        self.correct: collections.deque[bool] = collections.deque(maxlen=size)
+        self.total, self.wrong, self._pushed = 0.0, 0, 0
+
+    def push(self, error: float, correct: bool) -> None:
+        if self.full:
+            self.total -= self.errors[0]
+            self.wrong -= not self.correct[0]
+        self.errors.append(error)
+        self.correct.append(correct)
+        self.total += error
+        self.wrong += not correct
+        self._pushed += 1
+        if self._pushed % self.errors.maxlen == 0:  # the running sum, recomputed exactly now and then
+            self.total = math.fsum(self.errors)
+
+    @property
+    def full(self) -> bool:
+        return len(self.errors) == self.errors.maxlen
+
+    @property
+    def mean(self) -> float:
+        return self.total / max(1, len(self.errors))
+
+
 def build_network(setting: Setting, inputs: int, outputs: int) -> nn.Module:
     """The setting's network: a :class:`PaperNet`, or the 1997 network (with the later papers' forget
     gates and peepholes, by ``setting.cell``) for ``"lstm1997"``."""
@@ -207,10 +238,9 @@ class PaperModule(TaskModule):
         if construct:
             network.cells_present = False
         self.experiment, self.test, self.loss = experiment, test, loss
-        self.recent_errors: collections.deque = collections.deque(maxlen=RECENT)
-        self.recent_correct: collections.deque = collections.deque(maxlen=RECENT)
+        self.recent = RecentWindow(RECENT)
         self.evaluation: Evaluation | None = None
-        self.rule_met = False
+        self.rule_met = False  # the training-stream rule holds after the latest update
         self.sequences_seen = 0
         self.stream_steps: list[int] = []  # the length of each training stream (OnlineStreams protocol)
 
@@ -230,12 +260,36 @@ class PaperModule(TaskModule):
         self.sequences_seen += len(batch.lengths)
         if self.experiment.correct is not None:
             per_sequence = squared.sum(-1) / batch.mask.sum(-1).clamp_min(1)
-            self.recent_errors.extend(per_sequence.tolist())
-            self.recent_correct.extend(self.experiment.correct(outputs, batch).tolist())
+            for error, correct in zip(per_sequence.tolist(), self.experiment.correct(outputs, batch).tolist()):
+                self.recent.push(error, correct)
+
+    def _rule_stops(self) -> bool:
+        """After an update: whether training stops at the paper's criterion now.
+
+        The papers stop training "once" the rule on the recent training sequences holds, so it is
+        checked after every update, not only at the regular test points (where it may no longer
+        hold, online learning being noisy). When it starts to hold, the test set is evaluated at
+        once; the run succeeds if the test criterion is met too, and otherwise trains on (the rule
+        must then stop holding and hold again before the next such evaluation)."""
+        rule = self.experiment.train_rule
+        if rule is None or not self.recent.full:
+            return False
+        held, self.rule_met = self.rule_met, rule(self.recent.mean, self.recent.wrong)
+        if not self.rule_met or held:
+            return False
+        self.evaluation = self._evaluate()
+        if self.evaluation.success:
+            self.trainer.should_stop = True  # Lightning ends the epoch after this step; _Stop records the success
+        return self.evaluation.success
 
     def training_step(self, chunk: list[Batch], chunk_idx: int) -> None:
         if not isinstance(self.network, Network1997):
-            return super().training_step(chunk, chunk_idx)
+            timer = getattr(self, "_timer", None)
+            for batch in chunk:  # one update at a time, so that the rule is checked after each
+                super().training_step([batch], chunk_idx)
+                if self._rule_stops() or (timer is not None and timer.time_remaining() <= 0):
+                    break
+            return None
         # the 1997 network changes its weights inside the sequence, after every step (Network1997.learn);
         # each sequence counts as one optimiser step for Lightning (global_step, hence the checkpoints)
         optimizer = self.optimizers()
@@ -268,6 +322,8 @@ class PaperModule(TaskModule):
                 if self.plateau is not None and self.plateau.update(float(loss)):
                     self.plateau, self.network.cells_present = None, True
                     self.cells_added_at = self.sequences_seen
+                if self._rule_stops():
+                    return None
             if timer is not None and timer.time_remaining() <= 0:
                 break
         return None
@@ -303,22 +359,25 @@ class PaperModule(TaskModule):
         self._loss_count += 1
 
     def validation_step(self, chunk, chunk_idx: int) -> None:
-        if self.experiment.evaluate_network is not None:
-            self.evaluation = self.experiment.evaluate_network(self.network, self.test)
-        else:
-            with torch.no_grad():
-                outputs = self.network(self.test.inputs)
-            self.evaluation = self.experiment.evaluate(outputs, self.test)
+        self.evaluation = self._evaluate()
         self.log("val_loss", float(self.evaluation.error), batch_size=1)
+
+    def _evaluate(self) -> Evaluation:
+        """The test criterion on the network as it is now (in evaluation mode, as Lightning's
+        validation runs it)."""
+        training = self.network.training
+        self.network.eval()
+        try:
+            if self.experiment.evaluate_network is not None:
+                return self.experiment.evaluate_network(self.network, self.test)
+            with torch.no_grad():
+                return self.experiment.evaluate(self.network(self.test.inputs), self.test)
+        finally:
+            self.network.train(training)
 
     @staticmethod
     def batch_size_of(batch: Batch) -> int:
         return len(batch.lengths)
-
-    def check_rule(self) -> None:
-        rule = self.experiment.train_rule
-        if rule is not None and len(self.recent_correct) == RECENT:
-            self.rule_met = rule(np.asarray(self.recent_errors), np.asarray(self.recent_correct, dtype=bool))
 
     @property
     def succeeded(self) -> bool:
@@ -334,7 +393,6 @@ class _Stop(Callback):
         self.success_at: int | None = None
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: PaperModule) -> None:
-        module.check_rule()
         seen = module.sequences_seen
         if module.evaluation is not None:
             self.curve.append((seen, module.evaluation.error))
