@@ -8,7 +8,7 @@ It is the measurement behind the rule of ``lstmkit.nn.kernels.fused_is_faster``,
 train small layers on the fused kernel (``lstmkit.nn`` layers keep torch's path unless asked).
 
 Run from the repository root on an otherwise idle machine (a few minutes; the kernels build on first
-use, about half a minute):
+use, about 20 seconds on 2 cores):
 
     python benchmarks/kernel_choice.py                 # the grid, tables on stdout
     python benchmarks/kernel_choice.py --write-doc     # also rewrite its section of docs/benchmarks.md

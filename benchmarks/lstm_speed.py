@@ -18,7 +18,7 @@ Measures, in one run, on the CPU, in float32:
 Every lstmkit result stands next to its target, marked PASS or MISS.
 
 Run from the repository root on an otherwise idle machine (the fused kernels build on first
-use, about half a minute):
+use, about 20 seconds on 2 cores):
 
     python benchmarks/lstm_speed.py               # everything (a few minutes), tables on stdout
     python benchmarks/lstm_speed.py --write-doc   # also rewrite its section of docs/benchmarks.md

@@ -458,7 +458,7 @@ def run(experiment: Experiment, level: dict, setting_key: str, seed: int, max_se
 
 def _warm_up(network: PaperNet, test: Batch) -> None:
     """One forward and backward pass on two steps, so that a first-use build of the fused kernels
-    (about half a minute, once per machine) is not charged to the run's time budget."""
+    (about 20 seconds on 2 cores, once per machine) is not charged to the run's time budget."""
     network(test.inputs[:1, :2]).sum().backward()
     network.zero_grad(set_to_none=True)
 

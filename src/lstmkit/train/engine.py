@@ -229,7 +229,7 @@ def fit(
         raise DataError("the training loader has no samples; nothing to train on")
     if val_loader is not None and len(val_loader) == 0:
         raise DataError("the validation loader has no samples; pass val_loader=None to monitor the training loss")
-    # a first build of the fused kernels (about half a minute) is not charged to max_time or the run's time
+    # a first build of the fused kernels (about 20 seconds on 2 cores) is not charged to max_time or the run's time
     kernels.prepare(module)
     threads = torch.get_num_threads()
     if config.num_threads is not None:

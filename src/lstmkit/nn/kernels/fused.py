@@ -83,7 +83,7 @@ def load_extension() -> ModuleType | None:
             name = _build_name()
             verbose = bool(os.environ.get("LSTMKIT_KERNELS_VERBOSE"))
             if not _is_built(name):
-                print("lstmkit: compiling the fused CPU kernels (first use only, about half a minute)...",
+                print("lstmkit: compiling the fused CPU kernels (first use only, about 20 seconds)...",
                       file=sys.stderr, flush=True)
             from torch.utils.cpp_extension import _get_build_directory
 
