@@ -135,6 +135,10 @@ def test_forecast_writes_a_complete_run_directory(run):
     assert model.ensemble == 1 and len(model.network_.members) == 1 and model.hidden_size == 4
     again = model.predict(pd.read_csv(root / "sales.csv"))
     np.testing.assert_allclose(again["forecast"], forecast["forecast"], rtol=1e-6)
+    # and without the data it forecasts the same steps after the data (not the held-out ones)
+    own = model.predict()
+    assert list(pd.to_datetime(own["day"])) == list(forecast["day"])
+    np.testing.assert_allclose(own["forecast"], forecast["forecast"], rtol=1e-6)
 
 
 def test_predict_with_a_run_directory(run, tmp_path):

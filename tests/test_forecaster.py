@@ -163,6 +163,33 @@ def test_univariate_forecast_continues_the_months_with_intervals(monthly_model):
     assert not np.allclose(earlier["forecast"], forecast["forecast"])
 
 
+def test_update_history_moves_where_predict_without_data_starts(monthly_model, many):
+    import copy
+
+    model = copy.deepcopy(monthly_model)
+    head = model.predict(monthly().iloc[:60])
+    assert model.update_history(monthly().iloc[:60]) is model
+    pd.testing.assert_frame_equal(model.predict(), head)  # continues from the new history
+    pd.testing.assert_frame_equal(model.predict(), monthly_model.predict(monthly().iloc[:60]))  # weights unchanged
+    pd.testing.assert_frame_equal(model.update_history(monthly()).predict(), monthly_model.predict())
+    # many series: the series given move, the others keep their history
+    several = copy.deepcopy(many)
+    table = long_table()
+    shorter = table[(table["store"] != "s2") | (table["t"] < 50)]
+    several.update_history(shorter[shorter["store"] == "s2"])
+    moved = several.predict(future_covariates=future_table())
+    expected = many.predict(shorter, future_covariates=future_table())
+    pd.testing.assert_frame_equal(moved, expected)
+    # bad input: as predict's, named for this call, and nothing changes
+    with pytest.raises(DataError, match="series 'series' has 10 steps; update_history needs the last 24"):
+        model.update_history(monthly().iloc[:10])
+    with pytest.raises(DataError, match=r"series \['s9'\] were not seen in fit"):
+        several.update_history(table.replace({"store": {"s1": "s9"}}))
+    pd.testing.assert_frame_equal(several.predict(future_covariates=future_table()), moved)
+    with pytest.raises(NotFittedError, match="not fitted yet; call fit"):
+        forecaster().update_history(monthly())
+
+
 def test_predict_refuses_data_it_cannot_use(monthly_model, many):
     with pytest.raises(DataError, match="series 'series' has 10 steps; predict needs the last 24"):
         monthly_model.predict(monthly().iloc[:10])

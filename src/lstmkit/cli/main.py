@@ -210,6 +210,7 @@ def forecast(
             else:
                 future = model.predict(table, future_covariates=future_table)
             model.run_dir = None
+            model.update_history(table)  # the saved model's predict() continues from the end of the data
             model.save(tmp / "model")
             for checkpoints in sorted((tmp / "training").glob("**/checkpoints")):  # the model dir has the weights
                 shutil.rmtree(checkpoints)

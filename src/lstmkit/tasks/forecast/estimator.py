@@ -340,7 +340,8 @@ class LSTMForecaster:
 
         Args:
             data: new history in the layout used in ``fit`` (its last ``window`` steps are read);
-                ``None`` forecasts from the end of the training data.
+                ``None`` forecasts from the end of the training data, or of the history given to
+                :meth:`update_history` since.
             future_covariates: with future covariates, their values over the horizon: a table with
                 the future-covariate columns (and the series id column for many series), exactly
                 ``horizon`` rows per series, in time order.
@@ -355,20 +356,7 @@ class LSTMForecaster:
             contexts, last_times = self.context_, self.last_time_
             ids = self.series_ids_
         else:
-            series, new_schema = to_series(data, schema.target, schema.time, schema.series_id,
-                                           schema.past_covariates, schema.future_covariates, self.fill_missing)
-            self._check_time_layout(new_schema)
-            ids = [s.id for s in series]
-            unknown = [i for i in ids if i not in self.series_ids_]
-            if unknown:
-                raise DataError(f"series {unknown} were not seen in fit; a global model scales each series with its "
-                                f"training statistics. Known series: {self.series_ids_}")
-            for s in series:
-                if len(s) < self.window_:
-                    raise DataError(f"series {s.id!r} has {len(s)} steps; predict needs the last {self.window_} "
-                                    f"(the window) of each series")
-            contexts = [np.concatenate([s.target, s.past, s.future], axis=1)[-self.window_:] for s in series]
-            last_times = [s.time[-1] for s in series]
+            ids, contexts, last_times = self._history_of(data, "predict")
         future = self._future_block(ids, future_covariates)
         inputs = []
         for sid, context in zip(ids, contexts):
@@ -388,6 +376,48 @@ class LSTMForecaster:
         with torch.no_grad():
             output = self.network_.eval()(x, fut).numpy()  # (S, H, n_t, Q)
         return self._frame(ids, last_times, output)
+
+    def update_history(self, data: Any) -> LSTMForecaster:
+        """Make ``data`` the history that :meth:`predict` without data continues from: the last
+        ``window`` steps of each series in it (series not in ``data`` keep theirs). The weights
+        and the scaling stay as fitted; nothing is retrained (as sktime's ``update`` with
+        ``update_params=False``).
+
+        After a fit on a training split, ``predict()`` forecasts what follows the split, i.e. the
+        held-out steps. ``lstmkit forecast`` calls this with the whole data before it saves the
+        model, so that a saved run's ``predict()`` forecasts beyond the data, as its
+        ``forecast.csv`` does.
+
+        Args:
+            data: history in the layout used in ``fit``, at least ``window`` steps per series.
+
+        Returns:
+            the estimator itself.
+        """
+        self._check_fitted()
+        ids, contexts, last_times = self._history_of(data, "update_history")
+        for sid, context, last in zip(ids, contexts, last_times):
+            k = self.series_ids_.index(sid)
+            self.context_[k], self.last_time_[k] = context, last
+        return self
+
+    def _history_of(self, data: Any, caller: str) -> tuple[list, list[np.ndarray], list]:
+        """The series ids in ``data``, the last window of each (in original units) and its last time."""
+        schema: Schema = self.schema_
+        series, new_schema = to_series(data, schema.target, schema.time, schema.series_id,
+                                       schema.past_covariates, schema.future_covariates, self.fill_missing)
+        self._check_time_layout(new_schema)
+        ids = [s.id for s in series]
+        unknown = [i for i in ids if i not in self.series_ids_]
+        if unknown:
+            raise DataError(f"series {unknown} were not seen in fit; a global model scales each series with its "
+                            f"training statistics. Known series: {self.series_ids_}")
+        for s in series:
+            if len(s) < self.window_:
+                raise DataError(f"series {s.id!r} has {len(s)} steps; {caller} needs the last {self.window_} "
+                                f"(the window) of each series")
+        contexts = [np.concatenate([s.target, s.past, s.future], axis=1)[-self.window_:] for s in series]
+        return ids, contexts, [s.time[-1] for s in series]
 
     def backtest(self, data: Any, start: int | None = None, step: int = 1) -> pd.DataFrame:
         """Rolling-origin forecasts over history, with the fitted model (no refitting).
