@@ -1,8 +1,11 @@
 """Training one run of an experiment on the shared engine, until the paper's criterion or the budget.
 
 The training stream is an endless supply of fresh random sequences (as in the papers), served in
-"epochs" of ``eval_every`` sequences so that the test criterion is checked at regular intervals;
-each sequence is drawn from a generator seeded by its index, so a run is reproducible. Updates are
+"epochs" of ``eval_every`` sequences so that the test criterion is checked at regular intervals
+(where the paper stops on the training stream, as with Exp 4's "the 2000 most recent sequences
+were processed correctly", that rule is checked after every update, and the test set evaluated as
+soon as it holds); each sequence is drawn from a generator seeded by its index, so a run is
+reproducible. Updates are
 per sequence (``batch=1``, the papers' online learning) or per mini-batch; the loss on the sigmoid
 output units is the papers' summed squared error in their settings and binary cross-entropy for the
 0/1 targets of the modern ones.
