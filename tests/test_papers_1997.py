@@ -157,8 +157,9 @@ _IDS = ["1997", "biases", "forget", "peephole-no-forget", "peephole", "gers2000"
         "no-output-gate", "exp2a", "logistic-identity", "gers2002"]
 
 
+@pytest.mark.parametrize("native", [False, True], ids=["numpy", "native"])
 @pytest.mark.parametrize("extras", _CELLS, ids=_IDS)
-def test_rtrl_step_is_the_truncated_gradient(extras):
+def test_rtrl_step_is_the_truncated_gradient(extras, native):
     """With the error at the last step only, learn() changes the weights once, by exactly minus the
     learning rate times autograd's gradient of the same network with the recurrence detached."""
     net = _net(**extras)
@@ -169,7 +170,7 @@ def test_rtrl_step_is_the_truncated_gradient(extras):
     loss = 0.5 * ((torch.sigmoid(logits[0, -1]) - torch.from_numpy(target[-1])) ** 2).sum()
     loss.backward()
     before = {name: p.detach().clone() for name, p in net.named_parameters()}
-    net.learn(x, target, mask, learning_rate=0.25)
+    net.learn(x, target, mask, learning_rate=0.25, native=native)
     for name, p in net.named_parameters():
         grad = p.grad if p.grad is not None else torch.zeros_like(p)  # the peepholes of a cell without them
         torch.testing.assert_close(p.detach() - before[name], -0.25 * grad, rtol=1e-9, atol=1e-12, msg=name)
@@ -182,8 +183,9 @@ def test_rtrl_step_is_the_truncated_gradient(extras):
     assert torch.allclose(full.weight.grad, net.weight.grad) != recurrent
 
 
+@pytest.mark.parametrize("native", [False, True], ids=["numpy", "native"])
 @pytest.mark.parametrize("extras", _CELLS[2:], ids=_IDS[2:])
-def test_rtrl_accumulates_the_truncated_gradient_over_a_sequence(extras):
+def test_rtrl_accumulates_the_truncated_gradient_over_a_sequence(extras, native):
     """With errors at every step and a tiny learning rate the weights hardly move during the
     sequence, so the summed RTRL changes equal autograd's truncated gradient of the summed error:
     this checks the traces' decay by the forget gate and the peephole traces step after step."""
@@ -193,7 +195,7 @@ def test_rtrl_accumulates_the_truncated_gradient_over_a_sequence(extras):
     (0.5 * ((torch.sigmoid(logits[0]) - torch.from_numpy(target)) ** 2).sum()).backward()
     before = {name: p.detach().clone() for name, p in net.named_parameters()}
     lr = 1e-7
-    net.learn(x, target, np.ones(len(x)), learning_rate=lr)
+    net.learn(x, target, np.ones(len(x)), learning_rate=lr, native=native)
     for name, p in net.named_parameters():
         grad = p.grad if p.grad is not None else torch.zeros_like(p)
         torch.testing.assert_close((p.detach() - before[name]) / -lr, grad, rtol=1e-6, atol=1e-8, msg=name)
@@ -219,6 +221,73 @@ def test_a_sequence_learnt_in_pieces_is_the_sequence_learnt_whole(extras):
     for a, b in ((0, 5), (5, 12)):
         fresh.learn(x[a:b], target[a:b], mask[a:b], learning_rate=0.3)
     assert not torch.equal(fresh.weight, whole.weight)
+
+
+def _same_learning(numpy_net: Network1997, native_net: Network1997, numpy_state: OnlineState | None = None,
+                   native_state: OnlineState | None = None) -> None:
+    for (name, a), b in zip(numpy_net.state_dict().items(), native_net.state_dict().values()):
+        torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-12, msg=name)  # parameters and momentum buffers
+    if numpy_state is not None:
+        for name in ("y", "s", "trace_cell", "trace_gate", "trace_forget", "trace_peep", "steps", "stopped"):
+            np.testing.assert_allclose(getattr(native_state, name), getattr(numpy_state, name), rtol=1e-10,
+                                       atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("extras", _CELLS + [{"forget_gate": True, "peepholes": True, "momentum": 0.9}],
+                         ids=_IDS + ["momentum"])
+def test_the_native_learner_learns_as_the_numpy_one(extras):
+    """The C++ learner (lstmkit's fused kernels) against the numpy reference: several sequences,
+    error signals at some steps only, a stream carried across pieces, the cells held out and back:
+    the same outputs, weights, momentum buffers and online state, to rounding."""
+    from lstmkit.nn.kernels import fused
+
+    assert fused.available(), "the fused kernels did not build"
+    reference, native = _net(**extras), _net(**extras)
+    for seed in range(3):
+        x, target = _sequence(11, seed)
+        mask = (np.random.default_rng(seed).random(len(x)) < 0.6).astype(float)
+        np.testing.assert_allclose(native.learn(x, target, mask, 0.3, native=True),
+                                   reference.learn(x, target, mask, 0.3, native=False), rtol=1e-10, atol=1e-12)
+    _same_learning(reference, native)
+    reference_state, native_state = OnlineState(reference), OnlineState(native)
+    x, target = _sequence(15, 7)
+    for a, b in ((0, 4), (4, 15)):
+        np.testing.assert_allclose(native.learn(x[a:b], target[a:b], np.ones(b - a), 0.3, state=native_state,
+                                                native=True),
+                                   reference.learn(x[a:b], target[a:b], np.ones(b - a), 0.3, state=reference_state,
+                                                   native=False), rtol=1e-10, atol=1e-12)
+    _same_learning(reference, native, reference_state, native_state)
+    reference.cells_present = native.cells_present = False
+    x, target = _sequence(6, 8)
+    np.testing.assert_allclose(native.learn(x, target, np.ones(6), 0.3, native=True),
+                               reference.learn(x, target, np.ones(6), 0.3, native=False), rtol=1e-10, atol=1e-12)
+    _same_learning(reference, native)
+
+
+def test_the_native_learner_stops_at_the_first_wrong_prediction_as_the_numpy_one():
+    reference, native = _net(forget_gate=True), _net(forget_gate=True)
+    x, target = _sequence(20, 2)
+    target = (target > 0.5).astype(float)
+    states = OnlineState(reference), OnlineState(native)
+    expected = reference.learn(x, target, np.ones(20), 0.3, state=states[0], stop_error=0.49, native=False)
+    got = native.learn(x, target, np.ones(20), 0.3, state=states[1], stop_error=0.49, native=True)
+    assert states[0].stopped and len(expected) < 20
+    np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12)
+    _same_learning(reference, native, *states)
+
+
+def test_native_learning_needs_the_fused_kernels(monkeypatch):
+    from lstmkit.nn.kernels import fused
+
+    monkeypatch.setattr(fused, "load_extension", lambda: None)
+    net, reference = _net(), _net()
+    x, target = _sequence()
+    with pytest.raises(ConfigError, match="native=True needs lstmkit's fused CPU kernels, which could not be built "
+                                          "here"):
+        net.learn(x, target, np.ones(len(x)), 0.3, native=True)
+    # the default falls back to the numpy learner
+    np.testing.assert_array_equal(net.learn(x, target, np.ones(len(x)), 0.3),
+                                  reference.learn(x, target, np.ones(len(x)), 0.3, native=False))
 
 
 def test_learning_stops_after_the_first_wrong_prediction():

@@ -9,7 +9,9 @@ plain-PyTorch reference.
 ``LSTMKIT_NO_KERNELS=1`` skips the build altogether.
 
 One call of :class:`_LSTMLayer` runs one layer-direction: input projection, recurrence and
-gates in C++, and the backward through time in C++ as well (see ``csrc/lstm.cpp``).
+gates in C++, and the backward through time in C++ as well (see ``csrc/lstm.cpp``). The same
+extension carries the online learner of the 1997 network of ``lstmkit.papers``
+(``csrc/lstm1997.cpp``, called by ``Network1997.learn``), whose numpy code is its reference.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from lstmkit.nn.kernels.spec import LayerSpec
 __all__ = ["load_extension", "available", "supports", "sequence_forward", "make_stepper", "VARIANT_IDS"]
 
 CSRC = Path(__file__).with_name("csrc")
-SOURCES = ("module.cpp", "lstm.cpp", "gru.cpp")
+SOURCES = ("module.cpp", "lstm.cpp", "gru.cpp", "lstm1997.cpp")
 HEADERS = ("common.h", "lstm_rows.h", "stepper.h", "vmath.h")
 VARIANT_IDS = {"standard": 0, "vanilla": 1, "peephole": 2, "cifg": 3, "layernorm": 4}
 MODE_IDS = {"GRU": 10, "RNN_TANH": 11, "RNN_RELU": 12}
