@@ -924,3 +924,25 @@ def test_the_1997_side_checks_run(capsys):
     assert "max err" in out and "last" in out and "middle" in out
     assert "before learning: cell state at the end of an x-sequence" in out and "input-gate bias -1.00" in out
     assert "reber batch 8 lr 0.003 seed 0: " in out and " sequences, " in out
+
+
+def test_the_learner_benchmark_runs_and_writes_nothing_without_write_doc(capsys):
+    """benchmarks/lstm1997_speed.py --quick: a row with a ratio per network, the whole-run line, and no
+    write to docs/benchmarks.md (the timings of a quick run mean nothing)."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "lstm1997_speed.py"
+    spec = importlib.util.spec_from_file_location("lstm1997_speed", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    before = module.DOC.read_text()
+    assert module.main(["--quick"]) == 0
+    output = capsys.readouterr().out
+    rows = [line for line in output.splitlines() if re.fullmatch(r"\| [\w-]+ \| \d+ \| [\d.]+ \| [\d.]+ \| "
+                                                                 r"[\d.]+x \|", line)]
+    assert [row.split("|")[1].strip() for row in rows] == [key for key, _ in module.ROWS]
+    assert re.search(r"A whole `order-6b` paper run of 200 sequences .* sequences/s with numpy, [\d,]+ with C\+\+ "
+                     r"\([\d.]+x\)", output)
+    assert module.DOC.read_text() == before
+
