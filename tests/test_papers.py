@@ -486,6 +486,22 @@ def test_paper_command_budget_overrides_the_profile(tmp_path):
     assert bad.exit_code != 0 and "budget" in bad.output.lower()
 
 
+def test_paper_command_max_sequences_overrides_the_profile(tmp_path):
+    """--max-sequences caps each run's training sequences: 96 here, one test interval of the GRU's
+    batches of 16 (the smoke profile's 200 would be rounded up to 288)."""
+    from lstmkit.cli.main import app
+
+    result = CliRunner().invoke(app, ["paper", "lag-2a", "--profile", "smoke", "--settings", "gru", "--budget", "30",
+                                      "--max-sequences", "96", "--runs", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    (run_directory,) = tmp_path.iterdir()
+    (only,) = json.loads((run_directory / "results.json").read_text())
+    assert not only["success"] and only["sequences"] == 96
+    assert "Profile `smoke, 30 s per run, up to 96 sequences per run`" in (run_directory / "report.md").read_text()
+    bad = CliRunner().invoke(app, ["paper", "lag-2a", "--profile", "smoke", "--max-sequences", "0"])
+    assert bad.exit_code != 0 and "max-sequences" in bad.output.lower()
+
+
 def test_a_rows_seeds_can_start_anywhere(tmp_path):
     """--first-seed splits a row's seeds among processes: seeds 3 and 4 here, as the results say."""
     from lstmkit.cli.main import app

@@ -68,6 +68,10 @@ def paper(
                                                  "among processes, one per core.", min=0)] = 0,
     budget: Annotated[float | None, typer.Option(help="Seconds per run, instead of the profile's budget (the quick "
                                                       "profile's shared 18 minutes included).", min=1.0)] = None,
+    max_sequences: Annotated[int | None, typer.Option(help="Training sequences per run, instead of the profile's "
+                                                           "(quick 1,000,000, full 2,000,000); rounded up to whole "
+                                                           "test intervals.",
+                                                      min=1)] = None,
     settings: Annotated[str, typer.Option(help="Comma-separated settings: paper, no-forget, no-peephole (the papers' "
                                                "ablations, where an experiment has them), modern, rnn, gru.")] =
     "paper,no-forget,no-peephole,modern,rnn,gru",
@@ -93,6 +97,8 @@ def paper(
 
       lstmkit paper reber adding --settings paper,modern --budget 300
 
+      lstmkit paper order-6b --settings paper --budget 900 --max-sequences 1500000
+
       lstmkit paper continual-reber --settings paper --seeds 3 --first-seed 3
 
       lstmkit paper --profile full --jobs 2 --resume runs/paper-full.json
@@ -106,6 +112,9 @@ def paper(
     if budget is not None and profile in PROFILES:
         plan = dataclasses.replace(PROFILES[profile], max_seconds=budget, total_seconds=None)
         label = f"{profile}, {budget:g} s per run"
+    if max_sequences is not None and profile in PROFILES:
+        plan = dataclasses.replace(PROFILES[profile] if isinstance(plan, str) else plan, max_sequences=max_sequences)
+        label += f", up to {max_sequences:,} sequences per run"
     try:
         record = _Record(resume, plan if isinstance(plan, Profile) else PROFILES.get(plan))
         if record.done:
