@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             "- command: `python benchmarks/lstm1997_speed.py --write-doc`",
             f"- date: {now}",
             f"- machine: {cpu_name()}, {os.cpu_count()} logical CPUs; torch {torch.__version__}, 1 thread", "",
-            f"`Network1997.learn` on {sequences} sequences of each experiment's test distribution, medians of "
+            f"`Network1997.learn` on {sequences} training sequences of each experiment, medians of "
             f"{rounds} rounds, the two learners alternating:", "", *lines, "", whole])
         write_section(START, END, body, DOC)
     return 0
