@@ -715,3 +715,59 @@ def test_paper_command_resumes_from_its_record(tmp_path):
     assert broken.exit_code != 0 and "is not a results file of `lstmkit paper --resume`" in broken.output
     bad = CliRunner().invoke(app, [*command[:-2], "--jobs", "0"])
     assert bad.exit_code != 0 and "jobs" in bad.output.lower()
+
+
+def test_the_full_profiles_section_replaces_only_itself():
+    from lstmkit.papers.report import FULL_BEGIN, FULL_END, place_full_report
+
+    def section(table: str) -> str:
+        return f"{FULL_BEGIN}\n## The full profile\n\n{table}\n{FULL_END}"
+
+    page = "# Title\n\nIntro.\n\n## Longer runs\n\nBy hand.\n"
+    first = place_full_report(page, "| table one |")
+    # placed before the first section, the hand-written text around it kept
+    assert first.startswith("# Title\n\nIntro.\n\n" + section("| table one |"))
+    assert first.endswith("\n\n## Longer runs\n\nBy hand.\n")
+    second = place_full_report(first.replace("By hand.", "By hand, edited."), "| table two |\n")
+    assert "| table two |" in second and "table one" not in second and "By hand, edited." in second
+    assert second.count(FULL_BEGIN) == second.count(FULL_END) == 1
+    assert place_full_report(second, "| table two |") == second  # the same report: the same page
+    assert place_full_report(None, "| t |") == f"# The LSTM papers, reproduced\n\n{section('| t |')}\n"
+    assert place_full_report("# Title\n\nNo sections.\n", "| t |") == f"# Title\n\nNo sections.\n\n{section('| t |')}\n"
+    for broken, missing in ((f"# T\n\n{FULL_BEGIN}\nold\n", FULL_END), (f"# T\n\n{FULL_END}\nold\n", FULL_BEGIN),
+                            (f"# T\n\n{FULL_END}\nold\n{FULL_BEGIN}\n", FULL_END)):
+        with pytest.raises(ConfigError, match=re.escape(f"but not {missing!r}")):
+            place_full_report(broken, "| t |")
+
+
+def test_the_full_profile_writes_its_section_and_keeps_the_rest_of_the_page(tmp_path, monkeypatch):
+    """`lstmkit paper --profile full` run from the repository's root: the hand-written sections of
+    docs/papers.md survive, the profile's own is replaced (the profile's runs are faked here: the
+    real one takes a day)."""
+    import lstmkit.papers
+    from lstmkit.cli.main import app
+    from lstmkit.papers import RunResult
+    from lstmkit.papers.report import FULL_BEGIN
+
+    made = [RunResult("reber", {}, "modern", 0, True, 1234, 1.0, "0 of 512 strings with a wrong prediction",
+                      [(1234, 0.0)], 600.0)]
+    monkeypatch.setattr(lstmkit.papers, "run_profile", lambda *args, **kwargs: made)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "docs").mkdir()
+    page = tmp_path / "docs" / "papers.md"
+    page.write_text("# The LSTM papers, reproduced\n\nIntro.\n\n## A side check\n\nBy hand.\n", encoding="utf-8")
+    command = ["paper", "reber", "--profile", "full", "--settings", "modern", "--runs", str(tmp_path / "runs")]
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 0, result.output
+    assert "wrote the full profile's section of docs/papers.md" in result.output
+    text = page.read_text(encoding="utf-8")
+    assert text.startswith("# The LSTM papers, reproduced\n\nIntro.\n\n" + FULL_BEGIN)
+    assert "| 1/1 | 1,234 |" in text and text.endswith("## A side check\n\nBy hand.\n")
+    made[0] = dataclasses.replace(made[0], sequences=999, curve=[(999, 0.0)])
+    assert CliRunner().invoke(app, command).exit_code == 0
+    again = page.read_text(encoding="utf-8")
+    assert "| 1/1 | 999 |" in again and "1,234" not in again and again.endswith("By hand.\n")
+    page.write_text(again.replace(FULL_BEGIN, ""), encoding="utf-8")  # a broken page is left as it is
+    broken = CliRunner().invoke(app, command)
+    assert broken.exit_code != 0 and "put the missing line back" in broken.output
+    assert page.read_text(encoding="utf-8") == again.replace(FULL_BEGIN, "")

@@ -62,7 +62,7 @@ def paper(
                                                                  "order-6a, order-6b (1997); continual-reber "
                                                                  "(2000); timing-gts, timing-msd (2002).")] = None,
     profile: Annotated[str, typer.Option(help="quick (T = 100 levels, 3 seeds, 18 min in all), full (every level; "
-                                              "writes docs/papers.md) or smoke (seconds).")] = "quick",
+                                              "writes its section of docs/papers.md) or smoke (seconds).")] = "quick",
     seeds: Annotated[int | None, typer.Option(help="Seeds per row (default: the profile's).")] = None,
     first_seed: Annotated[int, typer.Option(help="The first seed (the seeds run from here): split a row's seeds "
                                                  "among processes, one per core.", min=0)] = 0,
@@ -104,7 +104,7 @@ def paper(
       lstmkit paper --profile full --jobs 2 --resume runs/paper-full.json
     """
     from lstmkit.papers import PROFILES, markdown, plot_curves, run_profile
-    from lstmkit.papers.report import Profile
+    from lstmkit.papers.report import Profile, place_full_report
 
     chosen = [s.strip() for s in settings.split(",") if s.strip()]
     plan: str | Profile = profile
@@ -142,7 +142,13 @@ def paper(
     if profile == "full" and Path("docs").is_dir():
         from lstmkit.io import atomic_write_text
 
-        atomic_write_text(Path("docs/papers.md"), "# The LSTM papers, reproduced\n\nWritten by `lstmkit paper "
-                          "--profile full`; learning curves in the run directory.\n\n" + report + "\n")
-        console.print("wrote docs/papers.md")
+        page = Path("docs/papers.md")
+        try:  # the hand-written sections around the profile's own are kept
+            text = place_full_report(page.read_text(encoding="utf-8") if page.exists() else None,
+                                     f"{report}\n\nLearning curves: `{final / 'curves.png'}`.")
+        except LstmkitError as error:
+            fail(f"{error} (the report is in {final / 'report.md'})")
+            return
+        atomic_write_text(page, text)
+        console.print("wrote the full profile's section of docs/papers.md")
     console.print(f"run directory: [bold]{final}[/]")

@@ -2,8 +2,9 @@
 
 ``quick``: the T = 100 (or smallest) level of each experiment, 3 seeds, 18 minutes shared among all
 runs (a run that meets its criterion early leaves its time to the others). ``full``: every level,
-5 seeds, up to 10 minutes per run, written to ``docs/papers.md``. A run that does not meet the paper's
-criterion within its budget is reported as not reached, with how far it got.
+5 seeds, up to 10 minutes per run, written to its own section of ``docs/papers.md``
+(:func:`place_full_report`). A run that does not meet the paper's criterion within its budget is
+reported as not reached, with how far it got.
 
 :func:`run_profile` makes several runs at a time in processes of their own (``jobs``; started with
 ``spawn``, so a script that calls it needs the ``if __name__ == "__main__":`` guard) and skips the
@@ -28,7 +29,8 @@ from lstmkit.errors import ConfigError
 from lstmkit.papers.registry import EXPERIMENTS
 from lstmkit.papers.runner import RunResult, run
 
-__all__ = ["PROFILES", "Profile", "run_profile", "run_key", "markdown", "plot_curves"]
+__all__ = ["PROFILES", "Profile", "run_profile", "run_key", "markdown", "plot_curves", "FULL_BEGIN", "FULL_END",
+           "place_full_report"]
 
 SETTING_ORDER = ("paper", "no-forget", "no-peephole", "modern", "rnn", "gru")
 
@@ -221,6 +223,38 @@ def markdown(results: Sequence[RunResult], profile: str) -> str:
     if notes:
         lines += ["", "Notes:"] + [f"- {EXPERIMENTS[k].title}: {v}." for k, v in notes.items()]
     return "\n".join(lines)
+
+
+# the lines around the part of docs/papers.md that ``lstmkit paper --profile full`` writes; the rest of
+# the page (the longer runs and side checks, written by hand) is kept
+FULL_BEGIN = "<!-- begin: written by `lstmkit paper --profile full`; edits between these lines are replaced -->"
+FULL_END = "<!-- end: written by `lstmkit paper --profile full` -->"
+
+
+def place_full_report(page: str | None, report: str, heading: str = "## The full profile") -> str:
+    """The page with the full profile's report in place of the part between :data:`FULL_BEGIN` and
+    :data:`FULL_END`; a page without those lines gets the section before its first ``## `` heading
+    (or at its end), and no page (``None``) becomes one with a title and the section.
+
+    Raises:
+        ConfigError: if the page has only one of the two lines, or them in the wrong order (an
+            edit has broken the section: restore the line named in the message).
+    """
+    section = f"{FULL_BEGIN}\n{heading}\n\n{report.strip()}\n{FULL_END}"
+    if page is None:
+        return f"# The LSTM papers, reproduced\n\n{section}\n"
+    begin, end = page.find(FULL_BEGIN), page.find(FULL_END)
+    if begin >= 0 and end > begin:
+        return page[:begin] + section + page[end + len(FULL_END):]
+    if begin >= 0 or end >= 0:
+        found, missing, where = (FULL_BEGIN, FULL_END, "after") if end <= begin else (FULL_END, FULL_BEGIN, "before")
+        raise ConfigError(f"the page has the line {found!r} but not {missing!r} {where} it, so the full profile's "
+                          "section cannot be told from the rest of the page; put the missing line back (or remove "
+                          "both) and run again")
+    first = page.find("\n## ")
+    if first < 0:
+        return page.rstrip("\n") + "\n\n" + section + "\n"
+    return page[:first + 1] + section + "\n\n" + page[first + 1:]
 
 
 def _panel_levels(group: Sequence[RunResult]) -> tuple[str, dict[str, str]]:
