@@ -30,6 +30,7 @@ thing at a time to find why a row fails.
     python benchmarks/paper_side_checks.py reber1997 --blocks 4 --cells 1 --lr 0.5 --seed 0   # and 1, 2
     python benchmarks/paper_side_checks.py reber1997 --blocks 3 --cells 2 --lr 0.5 --seed 0   # and 1, 2
     python benchmarks/paper_side_checks.py reber1997 --blocks 3 --cells 2 --lr 0.5 --input-bias -1 -2 -3
+    python benchmarks/paper_side_checks.py reber1997 --blocks 3 --cells 2 --lr 0.5 --targets next --seed 0  # and 1, 2
     python benchmarks/paper_side_checks.py lag1997 --budget 150                               # Exp 2a
     python benchmarks/paper_side_checks.py lag1997 --budget 60 --seed 1                       # the cell's drift
     python benchmarks/paper_side_checks.py lag1997 --budget 60 --lr 0.1
@@ -227,7 +228,10 @@ def reber1997(args: argparse.Namespace) -> None:
     start, seen = time.time(), 0
     while time.time() - start < args.budget:
         batch = experiment.make(rng, 1, {})
-        net.learn(batch.inputs[0].numpy(), batch.targets[0].numpy(), batch.mask[0].numpy(), args.lr)
+        inputs, targets = batch.inputs[0].numpy(), batch.targets[0].numpy()
+        if args.targets == "next":  # the symbol that follows (the last one, E, is the only possible one)
+            targets = np.concatenate([inputs[1:], targets[-1:]])
+        net.learn(inputs, targets, batch.mask[0].numpy(), args.lr)
         seen += 1
         if seen % 1000 == 0:
             with torch.no_grad():
@@ -453,6 +457,9 @@ def main(argv: list[str] | None = None) -> None:
     four.add_argument("--cells", type=int, default=1)
     four.add_argument("--input-bias", type=float, nargs="*",
                       help="input-gate biases, one per block (default: drawn like the weights, as in the paper)")
+    four.add_argument("--targets", choices=["possible", "next"], default="possible",
+                      help="train on the possible next symbols (lstmkit's reading) or on the one that follows "
+                      "(Cleeremans et al.'s); the test judges the possible ones either way")
     six = _online(commands.add_parser("lag1997", help="Exp 2a with the 1997 network"), lag1997, 1.0, 150.0)
     six.add_argument("--network", choices=["connected", "table"], default="connected",
                      help="the fully connected block with both gates (the options below vary it), or the 10,504 "
