@@ -30,7 +30,8 @@ thing at a time to find why a row fails.
     python benchmarks/paper_side_checks.py reber1997 --blocks 4 --cells 1 --lr 0.5 --seed 0   # and 1, 2
     python benchmarks/paper_side_checks.py reber1997 --blocks 3 --cells 2 --lr 0.5 --seed 0   # and 1, 2
     python benchmarks/paper_side_checks.py reber1997 --blocks 3 --cells 2 --lr 0.5 --input-bias -1 -2 -3
-    python benchmarks/paper_side_checks.py reber1997 --blocks 3 --cells 2 --lr 0.5 --targets next --seed 0  # and 1, 2
+    python benchmarks/paper_side_checks.py reber1997 --blocks 3 --cells 2 --lr 0.5 --targets next --seed 0  # and 1-4
+    python benchmarks/paper_side_checks.py reber1997 --blocks 3 --cells 2 --lr 0.5 --start 0.5 --seed 0    # and 1-4
     python benchmarks/paper_side_checks.py lag1997 --budget 150                               # Exp 2a
     python benchmarks/paper_side_checks.py lag1997 --budget 60 --seed 1                       # the cell's drift
     python benchmarks/paper_side_checks.py lag1997 --budget 60 --lr 0.1
@@ -217,7 +218,7 @@ def reber1997(args: argparse.Namespace) -> None:
     """The Reber grammar with the 1997 network of the paper's Table 1 (output-gate biases -1, -2, ...),
     trained on a fresh stream of strings and tested on 256 (the protocol of the docs' numbers; `lstmkit
     paper reber` now uses the paper's fixed training set of 256)."""
-    from lstmkit.papers.lstm1997 import Network1997
+    from lstmkit.papers.lstm1997 import Network1997, OnlineState
 
     experiment = EXPERIMENTS["reber"]
     torch.manual_seed(args.seed)
@@ -231,11 +232,15 @@ def reber1997(args: argparse.Namespace) -> None:
         inputs, targets = batch.inputs[0].numpy(), batch.targets[0].numpy()
         if args.targets == "next":  # the symbol that follows (the last one, E, is the only possible one)
             targets = np.concatenate([inputs[1:], targets[-1:]])
-        net.learn(inputs, targets, batch.mask[0].numpy(), args.lr)
+        state = OnlineState(net)
+        state.y[:] = args.start  # every string starts from these activations of the cells and gates
+        net.learn(inputs, targets, batch.mask[0].numpy(), args.lr, state=state)
         seen += 1
         if seen % 1000 == 0:
             with torch.no_grad():
-                evaluation = experiment.evaluate(net(test.inputs), test)
+                start_state = (torch.full((len(test.inputs), net.units), args.start, dtype=torch.float64),
+                               torch.zeros(len(test.inputs), net.n_cells, dtype=torch.float64))
+                evaluation = experiment.evaluate(net.run(test.inputs, start_state)[0], test)
             if evaluation.success or seen % 10_000 == 0:
                 largest = max(float(p.detach().abs().max()) for p in net.parameters())
                 print(f"{time.time() - start:4.0f}s seen {seen:6d} {evaluation.detail}; largest |weight| "
@@ -460,6 +465,9 @@ def main(argv: list[str] | None = None) -> None:
     four.add_argument("--targets", choices=["possible", "next"], default="possible",
                       help="train on the possible next symbols (lstmkit's reading) or on the one that follows "
                       "(Cleeremans et al.'s); the test judges the possible ones either way")
+    four.add_argument("--start", type=float, default=0.0,
+                      help="the cells' and gates' activations before each string's first step (the paper: 0; "
+                      "the Java LSTM of Hochreiter's group: 0.5)")
     six = _online(commands.add_parser("lag1997", help="Exp 2a with the 1997 network"), lag1997, 1.0, 150.0)
     six.add_argument("--network", choices=["connected", "table"], default="connected",
                      help="the fully connected block with both gates (the options below vary it), or the 10,504 "

@@ -911,7 +911,7 @@ def test_the_1997_side_checks_run(capsys):
     threads = torch.get_num_threads()
     try:
         module.main(["reber1997", "--budget", "1.5"])
-        module.main(["reber1997", "--budget", "0.5", "--targets", "next"])
+        module.main(["reber1997", "--budget", "0.5", "--targets", "next", "--start", "0.5"])
         module.main(["lag1997", "--budget", "11", "--output-bias"])
         module.main(["batch", "reber", "--batch", "8", "--budget", "1", "--seeds", "0"])
         out = capsys.readouterr().out
