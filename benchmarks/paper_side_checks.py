@@ -32,6 +32,7 @@ thing at a time to find why a row fails.
     python benchmarks/paper_side_checks.py reber1997 --blocks 3 --cells 2 --lr 0.5 --input-bias -1 -2 -3
     python benchmarks/paper_side_checks.py reber1997 --blocks 3 --cells 2 --lr 0.5 --targets next --seed 0  # and 1-4
     python benchmarks/paper_side_checks.py reber1997 --blocks 3 --cells 2 --lr 0.5 --start 0.5 --seed 0    # and 1-4
+    python benchmarks/paper_side_checks.py reber1997 --blocks 3 --cells 2 --lr 0.5 --g [-1,1] --h [-2,2] --seed 0  # 1-4
     python benchmarks/paper_side_checks.py lag1997 --budget 150                               # Exp 2a
     python benchmarks/paper_side_checks.py lag1997 --budget 60 --seed 1                       # the cell's drift
     python benchmarks/paper_side_checks.py lag1997 --budget 60 --lr 0.1
@@ -223,7 +224,7 @@ def reber1997(args: argparse.Namespace) -> None:
     experiment = EXPERIMENTS["reber"]
     torch.manual_seed(args.seed)
     net = Network1997(7, 7, args.blocks, args.cells, 0.2, input_gate_bias=args.input_bias or None,
-                      output_gate_bias=[-float(k) for k in range(1, args.blocks + 1)])
+                      output_gate_bias=[-float(k) for k in range(1, args.blocks + 1)], g=args.g, h=args.h)
     test = experiment.make(np.random.default_rng(99), 256, {})
     rng = np.random.default_rng(args.seed)
     start, seen = time.time(), 0
@@ -468,6 +469,10 @@ def main(argv: list[str] | None = None) -> None:
     four.add_argument("--start", type=float, default=0.0,
                       help="the cells' and gates' activations before each string's first step (the paper: 0; "
                       "the Java LSTM of Hochreiter's group: 0.5)")
+    four.add_argument("--g", choices=G_FUNCTIONS, default="[-2,2]",
+                      help="the cell input's squashing, by its range (the Table 10 caption: [-1,1])")
+    four.add_argument("--h", choices=H_FUNCTIONS, default="[-1,1]",
+                      help="the cell output's squashing (the Table 10 caption: [-2,2])")
     six = _online(commands.add_parser("lag1997", help="Exp 2a with the 1997 network"), lag1997, 1.0, 150.0)
     six.add_argument("--network", choices=["connected", "table"], default="connected",
                      help="the fully connected block with both gates (the options below vary it), or the 10,504 "

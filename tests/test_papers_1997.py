@@ -152,9 +152,10 @@ _CELLS = [{}, {"cell_bias": True, "output_bias": True, "shortcut": True},
            "shortcut": True, "g": "[0,1]", "h": "identity"},
           {"g": "[0,1]", "h": "identity", "forget_gate": True, "peepholes": True, "output_bias": True},
           {"g": "identity", "h": "identity", "forget_gate": True, "peepholes": True, "gate_recurrence": False,
-           "cell_bias": True, "output_bias": True}]
+           "cell_bias": True, "output_bias": True},
+          {"g": "[-1,1]", "h": "[-2,2]", "forget_gate": True, "cell_bias": True}]
 _IDS = ["1997", "biases", "forget", "peephole-no-forget", "peephole", "gers2000", "exp2a-1997-squashing",
-        "no-output-gate", "exp2a", "logistic-identity", "gers2002"]
+        "no-output-gate", "exp2a", "logistic-identity", "gers2002", "table10-caption"]
 
 
 @pytest.mark.parametrize("native", [False, True], ids=["numpy", "native"])
@@ -513,6 +514,28 @@ def test_forward_with_the_2002_papers_identity_squashing():
     out = net(torch.tensor(xs, dtype=torch.float64).view(1, 3, 1))
     torch.testing.assert_close(out.view(-1), torch.tensor(expected, dtype=torch.float64), rtol=0, atol=1e-12)
     learnt = net.learn(np.array(xs).reshape(3, 1), np.zeros((3, 1)), np.ones(3), learning_rate=0.0)
+    np.testing.assert_allclose(learnt.ravel(), expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("native", [False, True], ids=["numpy", "native"])
+def test_forward_with_the_table_10_captions_squashing(native):
+    """g in [-1, 1] and h in [-2, 2] (the reverse of the text's ranges): hand-computed steps."""
+    net = Network1997(1, 1, 1, 1, cell_bias=True, gate_recurrence=False, g="[-1,1]", h="[-2,2]")
+    # rows: cell, input gate, output gate; columns: input, y_c, (gates: absent), bias
+    w = [[0.8, 0.3, 0, 0, 0.1], [1.0, -0.4, 0, 0, -0.5], [-0.7, 0.6, 0, 0, 1.0]]
+    with torch.no_grad():
+        net.weight.copy_(torch.tensor(w, dtype=torch.float64))
+        net.out_weight.copy_(torch.tensor([[1.5, 0.0]], dtype=torch.float64))  # (no input-output connection)
+    xs = [1.0, 2.0, -0.5]
+    y_c, s, expected = 0.0, 0.0, []
+    for x in xs:
+        net_c, net_in, net_out = (row[0] * x + row[1] * y_c + row[-1] for row in w)
+        s = s + _sig(net_in) * (2 * _sig(net_c) - 1)
+        y_c = _sig(net_out) * (4 * _sig(s) - 2)
+        expected.append(_sig(1.5 * y_c))
+    out = net(torch.tensor(xs, dtype=torch.float64).view(1, 3, 1))
+    torch.testing.assert_close(out.view(-1), torch.tensor(expected, dtype=torch.float64), rtol=0, atol=1e-12)
+    learnt = net.learn(np.array(xs).reshape(3, 1), np.zeros((3, 1)), np.ones(3), learning_rate=0.0, native=native)
     np.testing.assert_allclose(learnt.ravel(), expected, rtol=0, atol=1e-12)
 
 

@@ -70,10 +70,10 @@ class Setting:
         cell_recurrence: ``"lstm1997"`` only: whether the cells' outputs are fed back.
         gate_bias: ``"lstm1997"`` only: whether the gates have biases.
         output_gate: ``"lstm1997"`` only: whether the blocks have output gates.
-        g: ``"lstm1997"`` only: the cell input's squashing function, ``"[-2,2]"``, ``"[0,1]"`` or
-            ``"identity"``.
-        h: ``"lstm1997"`` only: the cell output's squashing function, ``"[-1,1]"`` or
-            ``"identity"``.
+        g: ``"lstm1997"`` only: the cell input's squashing function, one of
+            :data:`lstmkit.papers.lstm1997.G_FUNCTIONS` (by its range, or ``"identity"``).
+        h: ``"lstm1997"`` only: the cell output's squashing function, one of
+            :data:`lstmkit.papers.lstm1997.H_FUNCTIONS`.
         construct: ``"lstm1997"`` only: sequential network construction (the 1997 paper's remedy
             for the abuse problem, used in its Exp 2a): the memory cells start held out of the
             network and are added once the training error has stopped decreasing

@@ -58,9 +58,14 @@ from lstmkit.errors import ConfigError
 
 __all__ = ["G_FUNCTIONS", "H_FUNCTIONS", "Network1997", "OnlineState"]
 
-# the squashing functions of the cell input (g) and output (h) the paper uses, by their ranges
-G_FUNCTIONS = ("[-2,2]", "[0,1]", "identity")
-H_FUNCTIONS = ("[-1,1]", "identity")
+# the squashing functions of the cell input (g) and output (h), by their ranges: the paper's text uses
+# g in [-2, 2] and h in [-1, 1] (Exp 2a: g in [0, 1], h the identity); the caption of its Table 10 names
+# the reverse, g in [-1, 1] and h in [-2, 2], which side checks can try. (The order numbers them for
+# the C++ learner.)
+G_FUNCTIONS = ("[-2,2]", "[0,1]", "identity", "[-1,1]")
+H_FUNCTIONS = ("[-1,1]", "identity", "[-2,2]")
+# a range [lo, hi] is (hi - lo) sigmoid(x) + lo, with derivative (hi - lo) sigmoid (1 - sigmoid)
+_SQUASH_RANGE = {"[-2,2]": (4.0, -2.0), "[0,1]": (1.0, 0.0), "[-1,1]": (2.0, -1.0)}
 
 
 def _per_block(value: float | Sequence[float] | None, blocks: int, name: str) -> list[float] | None:
@@ -134,10 +139,11 @@ class Network1997(nn.Module):
         output_gate: whether the blocks have output gates; without them a cell's output is
             ``h(s_c)`` (the gate held at 1, its weights absent).
         g: the cell input's squashing function: ``"[-2,2]"`` (``4 sigmoid(x) - 2``, the paper's
-            usual one), ``"[0,1]"`` (the logistic sigmoid, the paper's Exp 2a) or ``"identity"``
-            (Gers et al. 2002).
-        h: the cell output's squashing function: ``"[-1,1]"`` (``2 sigmoid(x) - 1``) or
-            ``"identity"`` (the paper's Exp 2a).
+            usual one), ``"[0,1]"`` (the logistic sigmoid, the paper's Exp 2a), ``"identity"``
+            (Gers et al. 2002) or ``"[-1,1]"`` (``2 sigmoid(x) - 1``, the paper's Table 10 caption).
+        h: the cell output's squashing function: ``"[-1,1]"`` (``2 sigmoid(x) - 1``),
+            ``"identity"`` (the paper's Exp 2a) or ``"[-2,2]"`` (``4 sigmoid(x) - 2``, the Table 10
+            caption).
         momentum: the momentum of :meth:`learn`'s weight changes, in ``[0, 1)`` (0: plain gradient
             descent, as in the 1997 and 2000 papers).
 
@@ -291,7 +297,8 @@ class Network1997(nn.Module):
             if self.g == "identity":
                 g = net[:, :nc]
             else:
-                g = torch.sigmoid(net[:, :nc]) if self.g == "[0,1]" else 4 * torch.sigmoid(net[:, :nc]) - 2
+                scale, offset = _SQUASH_RANGE[self.g]
+                g = scale * torch.sigmoid(net[:, :nc]) + offset
             seen = s.detach() if truncated else s  # the state as the gates see it
             net_in, net_out, net_forget = net[:, nc:nc + nb], net[:, nc + nb:nc + 2 * nb], net[:, nc + 2 * nb:]
             if self.peepholes:
@@ -309,7 +316,12 @@ class Network1997(nn.Module):
             gate_out = torch.sigmoid(net_out) if self.output_gate else torch.ones_like(net_out)
             gates = torch.cat([y_in, gate_out, torch.sigmoid(net_forget)], -1)
             y_out = gates[:, nb:2 * nb][:, block]
-            y_c = y_out * (s if self.h == "identity" else 2 * torch.sigmoid(s) - 1) * present
+            if self.h == "identity":
+                h = s
+            else:
+                scale, offset = _SQUASH_RANGE[self.h]
+                h = scale * torch.sigmoid(s) + offset
+            y_c = y_out * h * present
             y = torch.cat([y_c, gates], -1)
             cells.append(y_c)
         features = torch.cat([torch.stack(cells, 1), x], -1)
@@ -358,7 +370,9 @@ class Network1997(nn.Module):
             return self._learn_native(extension, x, targets, mask, learning_rate, state, stop_error)
         nc, nb, cells = self.n_cells, self.blocks, self.cells
         forget, peepholes = self.forget_gate, self.peepholes
-        scaled_g, identity_g, identity_h = self.g == "[-2,2]", self.g == "identity", self.h == "identity"
+        identity_g, identity_h = self.g == "identity", self.h == "identity"
+        g_scale, g_offset = _SQUASH_RANGE.get(self.g, (1.0, 0.0))
+        h_scale, h_offset = _SQUASH_RANGE.get(self.h, (1.0, 0.0))
         present = 1.0 if self.cells_present else 0.0  # 0: the cells held out (their outputs read as 0)
         with torch.no_grad():
             weight = self.weight.detach().numpy()  # views: updates change the parameters in place
@@ -400,10 +414,8 @@ class Network1997(nn.Module):
             if identity_g:
                 g, g_prime = net[:nc], np.ones(nc)
             else:
-                squashed = _sigmoid(net[:nc])
-                g, g_prime = squashed, squashed * (1 - squashed)
-                if scaled_g:
-                    g, g_prime = 4 * g - 2, 4 * g_prime
+                squashed = _sigmoid(net[:nc])  # scaling by 1, 2 or 4 is exact
+                g, g_prime = g_scale * squashed + g_offset, g_scale * (squashed * (1 - squashed))
             s_prev = s
             net_in, net_out = net[nc:nc + nb], net[nc + nb:nc + 2 * nb]
             if peepholes:
@@ -428,7 +440,7 @@ class Network1997(nn.Module):
                 h, h_prime = s, np.ones(nc)
             else:
                 h_squashed = _sigmoid(s)
-                h, h_prime = 2 * h_squashed - 1, 2 * h_squashed * (1 - h_squashed)
+                h, h_prime = h_scale * h_squashed + h_offset, h_scale * h_squashed * (1 - h_squashed)
             y_c = y_out * h * present
             features = np.concatenate([y_c, x[t]])
             out = _sigmoid(out_weight @ features + out_bias)
@@ -495,7 +507,7 @@ class Network1997(nn.Module):
                                              state.trace_peep)]
         g_kind = G_FUNCTIONS.index(self.g)
         flags = [self.blocks, self.cells, int(self.forget_gate), int(self.peepholes), int(self.output_gate), g_kind,
-                 int(self.h == "identity"), int(self.cells_present)]
+                 H_FUNCTIONS.index(self.h), int(self.cells_present)]
         with torch.no_grad():
             outputs, presented, stopped = extension.lstm1997_learn(
                 parameters, live, velocities, *arrays, own, flags, float(learning_rate), self.momentum,

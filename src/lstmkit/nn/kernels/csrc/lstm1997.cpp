@@ -49,8 +49,14 @@ std::tuple<Tensor, int64_t, bool> lstm1997_learn(const std::vector<Tensor>& para
               "lstm1997_learn: expected 4 parameters, 4 masks, 6 state arrays and 8 flags");
   TORCH_CHECK(momentum == 0.0 || velocities.size() == 4, "lstm1997_learn: momentum needs 4 velocity arrays");
   const int64_t nb = flags[0], cells = flags[1], nc = nb * cells;
-  const bool forget = flags[2], peepholes = flags[3], output_gate = flags[4], identity_h = flags[6];
-  const int64_t g_kind = flags[5];
+  const bool forget = flags[2], peepholes = flags[3], output_gate = flags[4];
+  // the squashing functions, as lstmkit.papers.lstm1997 numbers them: g 0 [-2,2], 1 [0,1], 2 the
+  // identity, 3 [-1,1]; h 0 [-1,1], 1 the identity, 2 [-2,2]. A range [lo, hi] is (hi - lo) sigmoid + lo.
+  const int64_t g_kind = flags[5], h_kind = flags[6];
+  TORCH_CHECK(g_kind >= 0 && g_kind <= 3 && h_kind >= 0 && h_kind <= 2, "lstm1997_learn: unknown g or h");
+  const bool identity_g = g_kind == 2, identity_h = h_kind == 1;
+  const double g_scale = g_kind == 0 ? 4.0 : g_kind == 3 ? 2.0 : 1.0, g_offset = g_kind == 0 ? -2.0 : g_kind == 3 ? -1.0 : 0.0;
+  const double h_scale = h_kind == 2 ? 4.0 : 2.0, h_offset = h_kind == 2 ? -2.0 : -1.0;
   const double present = flags[7] ? 1.0 : 0.0;
   TORCH_CHECK(x.dim() == 2 && targets.dim() == 2 && mask.dim() == 1,
               "lstm1997_learn: expected x (T, I), targets (T, O) and mask (T)");
@@ -102,17 +108,13 @@ std::tuple<Tensor, int64_t, bool> lstm1997_learn(const std::vector<Tensor>& para
       net[u] = sum;
     }
     for (int64_t c = 0; c < nc; ++c) {
-      if (g_kind == 2) {
+      if (identity_g) {
         g[c] = net[c];
         g_prime[c] = 1.0;
-      } else {
+      } else {  // scaling by 1, 2 or 4 is exact: the same values as the unscaled formulas times them
         const double q = sigmoid(net[c]);
-        g[c] = q;
-        g_prime[c] = q * (1 - q);
-        if (g_kind == 0) {
-          g[c] = 4 * g[c] - 2;
-          g_prime[c] = 4 * g_prime[c];
-        }
+        g[c] = g_scale * q + g_offset;
+        g_prime[c] = g_scale * (q * (1 - q));
       }
       s_prev[c] = s[c];
     }
@@ -153,8 +155,8 @@ std::tuple<Tensor, int64_t, bool> lstm1997_learn(const std::vector<Tensor>& para
         h_prime[c] = 1.0;
       } else {
         const double q = sigmoid(s[c]);
-        h[c] = 2 * q - 1;
-        h_prime[c] = 2 * q * (1 - q);
+        h[c] = h_scale * q + h_offset;
+        h_prime[c] = h_scale * q * (1 - q);
       }
       y_c[c] = gate_out[c / cells] * h[c] * present;
       features[c] = y_c[c];
