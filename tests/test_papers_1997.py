@@ -935,6 +935,7 @@ def test_the_1997_side_checks_run(capsys):
     try:
         module.main(["reber1997", "--budget", "1.5"])
         module.main(["reber1997", "--budget", "0.5", "--targets", "next", "--start", "0.5"])
+        module.main(["lag2c1997", "--budget", "0.5", "--g", "[-1,1]", "--h", "[-2,2]"])
         module.main(["lag1997", "--budget", "11", "--output-bias"])
         module.main(["batch", "reber", "--batch", "8", "--budget", "1", "--seeds", "0"])
         out = capsys.readouterr().out
@@ -945,6 +946,7 @@ def test_the_1997_side_checks_run(capsys):
         torch.set_num_threads(threads)
     assert "10504 weights, g in [0,1], h identity" in held
     assert "before learning: the cell is held out" in held and "after 1 sequence: the cell is held out" in held
+    assert "664 weights, g in [-1,1], h in [-2,2], lr 0.01, seed 0" in out
     assert "max err" in out and "last" in out and "middle" in out
     assert "before learning: cell state at the end of an x-sequence" in out and "input-gate bias -1.00" in out
     assert "reber batch 8 lr 0.003 seed 0: " in out and " sequences, " in out
